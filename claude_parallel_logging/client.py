@@ -1,0 +1,135 @@
+"""The shared client: one store and one writer per process, created lazily, flushed at exit."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+from dataclasses import asdict
+from typing import Any
+
+from .config import Settings, TursoConfig, get_settings
+from .store import BaseStore, Op, open_store
+from .writer import Writer, WriterStats
+
+log = logging.getLogger("claude_parallel_logging")
+
+
+class TursoClient:
+    """A database to log into: the store (SQL) behind a fire-and-forget writer."""
+
+    def __init__(self, config: TursoConfig, settings: Settings | None = None) -> None:
+        base = settings or get_settings()
+        if base.config != config:
+            from dataclasses import replace
+
+            base = replace(base, config=config)
+        self.config = config
+        self.settings = base
+        self._read_store: BaseStore | None = None
+        self._read_lock = threading.Lock()
+        self.writer = Writer(lambda: open_store(config, base), base)
+
+    def enqueue(self, op: Op) -> bool:
+        return self.writer.enqueue(op)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self.writer.flush(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """``flush`` for asyncio code: waits in a worker thread, not on the event loop."""
+        return await asyncio.to_thread(self.writer.flush, timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        ok = self.writer.shutdown(timeout)
+        with self._read_lock:
+            if self._read_store is not None:
+                self._read_store.close()
+                self._read_store = None
+        return ok
+
+    def stats(self) -> WriterStats:
+        return self.writer.stats()
+
+    def reader(self) -> BaseStore:
+        """A store for queries, separate from the writer's (its own connection or replica)."""
+        with self._read_lock:
+            if self._read_store is None:
+                self._read_store = open_store(self.config, self.settings)
+            return self._read_store
+
+    def describe(self) -> dict[str, Any]:
+        store = self.writer.store or self.reader()
+        return {**store.describe(), "stats": asdict(self.stats())}
+
+    def __repr__(self) -> str:
+        return f"TursoClient({self.config!r})"
+
+
+_shared: TursoClient | None = None
+_shared_lock = threading.Lock()
+_shared_resolved = False
+
+
+def get_turso_client() -> TursoClient | None:
+    """The process's shared client, or ``None`` when logging is off. Cheap after the first call."""
+    global _shared, _shared_resolved
+    if _shared_resolved:
+        return _shared
+    with _shared_lock:
+        if not _shared_resolved:
+            settings = get_settings()
+            if settings.config is not None:
+                _shared = TursoClient(settings.config, settings)
+            _shared_resolved = True
+    return _shared
+
+
+def _reset_shared_client() -> None:
+    """Used by ``configure``: the next call builds a client from the new settings."""
+    global _shared, _shared_resolved
+    with _shared_lock:
+        old, _shared, _shared_resolved = _shared, None, False
+    if old is not None:
+        old.shutdown()
+
+
+def flush(timeout: float | None = 5.0) -> bool:
+    """Wait until every event logged so far is in the database (pushed, in cloud mode)."""
+    client = _shared if _shared_resolved else None
+    return True if client is None else client.flush(timeout)
+
+
+async def aflush(timeout: float | None = 5.0) -> bool:
+    return await asyncio.to_thread(flush, timeout)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush, push and stop the writer; later log calls are dropped (and counted)."""
+    client = _shared if _shared_resolved else None
+    return True if client is None else client.shutdown(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """Counters of the shared writer: enqueued, written, dropped, failed batches, pending, ..."""
+    client = _shared if _shared_resolved else None
+    if client is None:
+        return {"enabled": False}
+    return {"enabled": True, **asdict(client.stats())}
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    client = _shared if _shared_resolved else None
+    if client is not None:
+        try:
+            if not client.shutdown():
+                s = client.stats()
+                log.warning(
+                    "claude-parallel-logging: exiting with %d log events not written%s",
+                    s.pending,
+                    f" (last error: {s.last_error})" if s.last_error else "",
+                )
+        except Exception:
+            pass

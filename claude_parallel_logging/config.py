@@ -1,0 +1,209 @@
+"""Configuration: one place that decides where logs go and how the writer behaves.
+
+Precedence: ``configure(...)`` in code, then ``TURSO_DATABASE_URL`` / ``TURSO_AUTH_TOKEN``
+(and ``CPL_*`` tuning variables), then defaults. Logging is off unless a database is named.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+log = logging.getLogger("claude_parallel_logging")
+
+REMOTE_SCHEMES = ("libsql://", "https://", "http://", "turso://", "wss://", "ws://")
+
+Redactor = Callable[[str], str]
+
+
+def mask_secret(value: str | None) -> str:
+    """A token is shown as its length only: even a prefix can help an attacker."""
+    if not value:
+        return "<none>"
+    return f"<secret: {len(value)} chars>"
+
+
+@dataclass(frozen=True)
+class TursoConfig:
+    """Where logs go. ``auth_token`` is never shown by ``repr``."""
+
+    url: str
+    auth_token: str | None = field(default=None, repr=False)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.url.startswith(REMOTE_SCHEMES)
+
+    @property
+    def local_path(self) -> str:
+        """The database file for local mode (``file:`` prefix and query string removed)."""
+        url = self.url
+        if url.startswith("file://"):
+            url = url[len("file://") :]
+        elif url.startswith("file:"):
+            url = url[len("file:") :]
+        url = url.split("?", 1)[0]
+        return os.path.abspath(os.path.expanduser(url))
+
+    def __repr__(self) -> str:
+        return f"TursoConfig(url={self.url!r}, auth_token={mask_secret(self.auth_token)})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the writer, store and logger need; defaults are documented in README."""
+
+    config: TursoConfig | None = None
+    replica_dir: str | None = None
+    flush_interval: float = 0.2
+    batch_size: int = 1000
+    queue_capacity: int = 100_000
+    max_payload_chars: int = 256 * 1024
+    push_interval: float = 5.0
+    shutdown_timeout: float = 5.0
+    lock_timeout: float = 2.0
+    redact: Redactor | None = None
+    redact_defaults: bool = True
+
+    def resolved_replica_dir(self) -> str:
+        if self.replica_dir:
+            return os.path.abspath(os.path.expanduser(self.replica_dir))
+        env = os.environ.get("CPL_REPLICA_DIR")
+        if env:
+            return os.path.abspath(os.path.expanduser(env))
+        base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".local", "state"
+        )
+        if not os.access(os.path.dirname(base) or "/", os.W_OK) and not os.path.isdir(base):
+            base = tempfile.gettempdir()
+        return os.path.join(base, "claude-parallel-logging", "replicas")
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(config={self.config!r}, replica_dir={self.replica_dir!r}, "
+            f"flush_interval={self.flush_interval}, batch_size={self.batch_size}, "
+            f"queue_capacity={self.queue_capacity}, max_payload_chars={self.max_payload_chars}, "
+            f"push_interval={self.push_interval})"
+        )
+
+
+_lock = threading.Lock()
+_overrides: dict[str, Any] = {}
+_warned_missing_token = False
+
+_TUNING_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "flush_interval": ("CPL_FLUSH_INTERVAL", float),
+    "batch_size": ("CPL_BATCH_SIZE", int),
+    "queue_capacity": ("CPL_QUEUE_CAPACITY", int),
+    "max_payload_chars": ("CPL_MAX_PAYLOAD_CHARS", int),
+    "push_interval": ("CPL_PUSH_INTERVAL", float),
+    "shutdown_timeout": ("CPL_SHUTDOWN_TIMEOUT", float),
+}
+
+_UNSET: Any = object()
+
+
+def configure(
+    database_url: str | None = _UNSET,
+    auth_token: str | None = _UNSET,
+    replica_dir: str | None = _UNSET,
+    *,
+    flush_interval: float = _UNSET,
+    batch_size: int = _UNSET,
+    queue_capacity: int = _UNSET,
+    max_payload_chars: int = _UNSET,
+    push_interval: float = _UNSET,
+    shutdown_timeout: float = _UNSET,
+    lock_timeout: float = _UNSET,
+    redact: Redactor | None = _UNSET,
+    redact_defaults: bool = _UNSET,
+) -> None:
+    """Set configuration in code; wins over the environment.
+
+    Call it before the first log call. Calling it again replaces the shared client: what the old
+    one had accepted is flushed first (within ``shutdown_timeout``).
+    """
+    given = {k: v for k, v in locals().items() if v is not _UNSET}
+    _validate(given)
+    with _lock:
+        _overrides.update(given)
+    from .client import _reset_shared_client
+
+    _reset_shared_client()
+
+
+def reset_configuration() -> None:
+    """Forget everything set by ``configure`` (tests use this)."""
+    with _lock:
+        _overrides.clear()
+    from .client import _reset_shared_client
+
+    _reset_shared_client()
+
+
+def _validate(given: dict[str, Any]) -> None:
+    for key in ("flush_interval", "push_interval", "shutdown_timeout", "lock_timeout"):
+        if key in given and not (isinstance(given[key], (int, float)) and given[key] > 0):
+            raise ValueError(f"{key} must be a positive number of seconds, got {given[key]!r}")
+    for key in ("batch_size", "queue_capacity", "max_payload_chars"):
+        if key in given and not (isinstance(given[key], int) and given[key] >= 1):
+            raise ValueError(f"{key} must be a positive integer, got {given[key]!r}")
+    if "redact" in given and given["redact"] is not None and not callable(given["redact"]):
+        raise TypeError("redact must be a callable taking and returning a string")
+
+
+def get_turso_config() -> TursoConfig | None:
+    """The database to log into, or ``None`` when logging is off.
+
+    A remote URL needs a token; without one logging is off and a single warning is logged.
+    """
+    global _warned_missing_token
+    with _lock:
+        url = _overrides.get("database_url", _UNSET)
+        token = _overrides.get("auth_token", _UNSET)
+    if url is _UNSET:
+        url = os.environ.get("TURSO_DATABASE_URL") or None
+    if token is _UNSET:
+        token = os.environ.get("TURSO_AUTH_TOKEN") or None
+    if not url:
+        return None
+    url = str(url).strip()
+    cfg = TursoConfig(url=url, auth_token=token)
+    if cfg.is_remote and not token:
+        if not _warned_missing_token:
+            _warned_missing_token = True
+            log.warning(
+                "claude-parallel-logging: %s is a remote database but TURSO_AUTH_TOKEN is not set;"
+                " logging is off",
+                _redact_url(url),
+            )
+        return None
+    return cfg
+
+
+def _redact_url(url: str) -> str:
+    """Drop a query string: some users put ``authToken=`` there."""
+    return url.split("?", 1)[0]
+
+
+def get_settings() -> Settings:
+    """The effective settings (code over environment over defaults)."""
+    with _lock:
+        over = dict(_overrides)
+    values: dict[str, Any] = {}
+    for key, (env, conv) in _TUNING_ENV.items():
+        raw = os.environ.get(env)
+        if raw:
+            try:
+                values[key] = conv(raw)
+            except ValueError:
+                log.warning("claude-parallel-logging: ignoring %s=%r (not a number)", env, raw)
+    for key in (*_TUNING_ENV, "lock_timeout", "redact", "redact_defaults", "replica_dir"):
+        if key in over:
+            values[key] = over[key]
+    return replace(Settings(), config=get_turso_config(), **values)

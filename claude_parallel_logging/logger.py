@@ -1,0 +1,314 @@
+"""ConversationLogger: the original plan's API, fire-and-forget.
+
+Every method returns at once: it builds a tuple and hands it to the writer's queue. Nothing here
+raises into the caller; with logging off every method is a cheap no-op.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import TursoClient, get_turso_client
+from .ids import new_id
+from .store import (
+    MESSAGE_UPSERT,
+    SESSION_INSERT,
+    SESSION_UPDATABLE,
+    SESSION_UPDATE,
+    TOOL_UPDATE,
+    TOOL_UPSERT,
+)
+
+log = logging.getLogger("claude_parallel_logging")
+
+SESSION_STATUSES = ("running", "completed", "error")
+_DEFAULT: Any = object()
+
+
+@dataclass
+class SessionInfo:
+    """What is known when a session starts. ``model`` may be filled in later by the SDK."""
+
+    id: str
+    agent_type: str
+    model: str | None = None
+    provider: str | None = None
+    metadata: dict[str, Any] | None = None
+    external_id: str | None = None
+
+
+@dataclass
+class _RunningTool:
+    started_perf: float
+    started_wall: float
+
+
+@dataclass
+class _SessionState:
+    started_perf: float = field(default_factory=time.perf_counter)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    ended: bool = False
+
+
+class ConversationLogger:
+    """Logs one session at a time into the shared store, or into ``client`` when given."""
+
+    __slots__ = ("_client", "_enqueue", "_limit", "_lock", "_seq", "_state", "_tools", "session_id")
+
+    def __init__(self, client: TursoClient | None = _DEFAULT) -> None:
+        if client is _DEFAULT:
+            client = get_turso_client()
+        self._client = client
+        self._enqueue = client.enqueue if client is not None else None
+        self._limit = client.settings.max_payload_chars if client is not None else 0
+        self._lock = threading.Lock()
+        self.session_id: str | None = None
+        self._seq = itertools.count(1)
+        self._tools: dict[str, _RunningTool] = {}
+        self._state = _SessionState()
+
+    @property
+    def enabled(self) -> bool:
+        return self._enqueue is not None
+
+    @property
+    def client(self) -> TursoClient | None:
+        return self._client
+
+    # ----- sessions ---------------------------------------------------------------------------
+
+    def start_session(self, info: SessionInfo) -> None:
+        self.session_id = str(info.id)
+        self._seq = itertools.count(1)
+        self._tools = {}
+        self._state = _SessionState(metadata=dict(info.metadata or {}))
+        if self._enqueue is None:
+            return
+        self._enqueue(
+            (
+                SESSION_INSERT,
+                (
+                    self.session_id,
+                    info.agent_type or "unknown",
+                    info.model or "unknown",
+                    info.provider,
+                    time.time(),
+                    "running",
+                    dict(self._state.metadata) if self._state.metadata else None,
+                    info.external_id,
+                ),
+            )
+        )
+
+    def update_session(self, **fields: Any) -> None:
+        """Set session columns (model, external_id, tokens, cost, ...); ``metadata`` is merged."""
+        if self._enqueue is None or self.session_id is None:
+            return
+        unknown = set(fields) - SESSION_UPDATABLE
+        if unknown:
+            log.warning("claude-parallel-logging: ignoring unknown session fields %s", unknown)
+        cols: list[str] = []
+        vals: list[Any] = []
+        for key, value in fields.items():
+            if key not in SESSION_UPDATABLE:
+                continue
+            if key == "metadata":
+                if isinstance(value, dict):
+                    with self._lock:
+                        self._state.metadata.update(value)
+                        value = dict(self._state.metadata)
+            cols.append(key)
+            vals.append(value)
+        if cols:
+            self._enqueue((SESSION_UPDATE, self.session_id, tuple(cols), tuple(vals)))
+
+    def end_session(
+        self, status: str = "completed", error_message: str | None = None, **totals: Any
+    ) -> None:
+        """Mark the session finished; tools still running are closed as ``error``."""
+        if self._enqueue is None or self.session_id is None:
+            return
+        with self._lock:
+            if self._state.ended:
+                return
+            self._state.ended = True
+            running = list(self._tools)
+        for tool_id in running:
+            self.finish_tool_execution(
+                tool_id, "error", error="session ended before the tool finished"
+            )
+        if status not in SESSION_STATUSES:
+            status = str(status)
+        totals.setdefault(
+            "duration_ms", round((time.perf_counter() - self._state.started_perf) * 1000)
+        )
+        self.update_session(
+            status=status, error_message=error_message, ended_at=time.time(), **totals
+        )
+
+    @property
+    def ended(self) -> bool:
+        return self._state.ended
+
+    # ----- messages ---------------------------------------------------------------------------
+
+    def log_message(
+        self,
+        role: str,
+        content: Any,
+        token_count: int | None = None,
+        *,
+        tool_name: str | None = None,
+        tool_input: Any = None,
+        tool_output: Any = None,
+        external_id: str | None = None,
+        model: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        parent_tool_use_id: str | None = None,
+        message_id: str | None = None,
+        created_at: float | str | None = None,
+    ) -> str:
+        """Append a message (or update it in place when ``message_id`` was logged before)."""
+        mid = message_id or new_id()
+        if self._enqueue is None:
+            return mid
+        if self.session_id is None:
+            log.warning("claude-parallel-logging: log_message called before start_session")
+            return mid
+        if self._limit and type(content) is str and len(content) > self._limit:
+            from .serialize import truncate
+
+            content = truncate(content, self._limit)
+        self._enqueue(
+            (
+                MESSAGE_UPSERT,
+                (
+                    mid,
+                    self.session_id,
+                    next(self._seq),
+                    role or "unknown",
+                    content,
+                    tool_name,
+                    tool_input,
+                    tool_output,
+                    time.time() if created_at is None else created_at,
+                    token_count,
+                    external_id,
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    parent_tool_use_id,
+                ),
+            )
+        )
+        return mid
+
+    # ----- tools ------------------------------------------------------------------------------
+
+    def log_tool_execution(
+        self,
+        tool_name: str,
+        status: str = "running",
+        input: Any = None,
+        output: Any = None,
+        error: str | None = None,
+        *,
+        message_id: str | None = None,
+        tool_use_id: str | None = None,
+        parent_tool_use_id: str | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+        duration_ms: int | None = None,
+        execution_id: str | None = None,
+    ) -> str:
+        """Record a tool call. With ``status="running"`` finish it later by its id."""
+        tid = execution_id or new_id()
+        if self._enqueue is None:
+            return tid
+        if self.session_id is None:
+            log.warning("claude-parallel-logging: log_tool_execution called before start_session")
+            return tid
+        status = status or "running"
+        now = time.time()
+        start = now if started_at is None else started_at
+        if status == "running":
+            with self._lock:
+                self._tools[tid] = _RunningTool(time.perf_counter(), start)
+        elif ended_at is None:
+            ended_at = now
+        if duration_ms is None and ended_at is not None and isinstance(start, (int, float)):
+            duration_ms = max(0, round((ended_at - start) * 1000))
+        self._enqueue(
+            (
+                TOOL_UPSERT,
+                (
+                    tid,
+                    self.session_id,
+                    message_id,
+                    tool_name or "unknown",
+                    status,
+                    input,
+                    _cap(output, self._limit),
+                    error,
+                    start,
+                    ended_at,
+                    duration_ms,
+                    tool_use_id,
+                    parent_tool_use_id,
+                ),
+            )
+        )
+        return tid
+
+    def finish_tool_execution(
+        self,
+        execution_id: str,
+        status: str = "completed",
+        output: Any = None,
+        error: str | None = None,
+        *,
+        ended_at: float | None = None,
+        duration_ms: int | None = None,
+    ) -> None:
+        """Close a running tool execution with its result, end time and duration."""
+        if self._enqueue is None:
+            return
+        with self._lock:
+            running = self._tools.pop(execution_id, None)
+        end = time.time() if ended_at is None else ended_at
+        if duration_ms is None and running is not None:
+            if ended_at is None:
+                duration_ms = round((time.perf_counter() - running.started_perf) * 1000)
+            else:
+                duration_ms = max(0, round((ended_at - running.started_wall) * 1000))
+        cols: tuple[str, ...] = ("status", "output", "error", "ended_at", "duration_ms")
+        self._enqueue(
+            (
+                TOOL_UPDATE,
+                execution_id,
+                cols,
+                (status, _cap(output, self._limit), error, end, duration_ms),
+            )
+        )
+
+    def running_tools(self) -> list[str]:
+        with self._lock:
+            return list(self._tools)
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        return True if self._client is None else self._client.flush(timeout)
+
+
+def _cap(value: Any, limit: int) -> Any:
+    """Bound memory on the hot path: a huge string is cut before it sits in the queue."""
+    if limit and type(value) is str and len(value) > limit:
+        from .serialize import truncate
+
+        return truncate(value, limit)
+    return value

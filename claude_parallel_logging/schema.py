@@ -1,0 +1,188 @@
+"""The schema: the contract with the TypeScript version, extended only by numbered migrations.
+
+Migration 1 is the original plan's schema verbatim. Later migrations only add (columns by
+``ALTER TABLE``, indexes), so a database written by any older version upgrades in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = 2
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer version of this package: we must not write to it."""
+
+
+@dataclass(frozen=True)
+class AddColumn:
+    table: str
+    column: str
+    decl: str
+
+
+Step = str | AddColumn
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    steps: tuple[Step, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "original schema (sessions, messages, tool_executions)",
+        (
+            "CREATE TABLE IF NOT EXISTS schema_version (\n  version INTEGER PRIMARY KEY\n)",
+            """CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY,
+  agent_type TEXT NOT NULL,
+  model TEXT NOT NULL,
+  provider TEXT,
+  started_at TEXT NOT NULL DEFAULT (datetime('now')),
+  ended_at TEXT,
+  status TEXT NOT NULL DEFAULT 'running',
+  error_message TEXT,
+  metadata TEXT
+)""",
+            """CREATE TABLE IF NOT EXISTS messages (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  role TEXT NOT NULL,
+  content TEXT,
+  tool_name TEXT,
+  tool_input TEXT,
+  tool_output TEXT,
+  created_at TEXT NOT NULL DEFAULT (datetime('now')),
+  token_count INTEGER,
+  FOREIGN KEY (session_id) REFERENCES sessions(id)
+)""",
+            """CREATE TABLE IF NOT EXISTS tool_executions (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL,
+  message_id TEXT,
+  tool_name TEXT NOT NULL,
+  status TEXT NOT NULL,
+  input TEXT,
+  output TEXT,
+  error TEXT,
+  started_at TEXT NOT NULL DEFAULT (datetime('now')),
+  ended_at TEXT,
+  duration_ms INTEGER,
+  FOREIGN KEY (session_id) REFERENCES sessions(id),
+  FOREIGN KEY (message_id) REFERENCES messages(id)
+)""",
+            "CREATE INDEX IF NOT EXISTS idx_messages_session ON messages(session_id)",
+            "CREATE INDEX IF NOT EXISTS idx_tool_executions_session ON tool_executions(session_id)",
+        ),
+    ),
+    Migration(
+        2,
+        "analytics: SDK ids, tokens, cost, durations, tool_use ids and query indexes",
+        (
+            AddColumn("sessions", "external_id", "TEXT"),
+            AddColumn("sessions", "input_tokens", "INTEGER"),
+            AddColumn("sessions", "output_tokens", "INTEGER"),
+            AddColumn("sessions", "cache_read_tokens", "INTEGER"),
+            AddColumn("sessions", "cache_creation_tokens", "INTEGER"),
+            AddColumn("sessions", "cost_usd", "REAL"),
+            AddColumn("sessions", "duration_ms", "INTEGER"),
+            AddColumn("sessions", "num_turns", "INTEGER"),
+            AddColumn("messages", "external_id", "TEXT"),
+            AddColumn("messages", "model", "TEXT"),
+            AddColumn("messages", "input_tokens", "INTEGER"),
+            AddColumn("messages", "output_tokens", "INTEGER"),
+            AddColumn("messages", "parent_tool_use_id", "TEXT"),
+            AddColumn("tool_executions", "tool_use_id", "TEXT"),
+            AddColumn("tool_executions", "parent_tool_use_id", "TEXT"),
+            "CREATE INDEX IF NOT EXISTS idx_sessions_started_at ON sessions(started_at)",
+            "CREATE INDEX IF NOT EXISTS idx_sessions_agent_type ON sessions(agent_type)",
+            "CREATE INDEX IF NOT EXISTS idx_sessions_status ON sessions(status)",
+            "CREATE INDEX IF NOT EXISTS idx_sessions_external_id ON sessions(external_id)",
+            "CREATE INDEX IF NOT EXISTS idx_messages_session_seq ON messages(session_id, sequence)",
+            "CREATE INDEX IF NOT EXISTS idx_tool_executions_tool_use_id"
+            " ON tool_executions(tool_use_id)",
+        ),
+    ),
+)
+
+assert MIGRATIONS[-1].version == SCHEMA_VERSION
+
+
+def current_version(conn: Any) -> int:
+    """0 for an empty database."""
+    row = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'"
+    ).fetchone()
+    if row is None:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _columns(conn: Any, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+
+
+def migrate(conn: Any) -> int:
+    """Bring ``conn``'s database to ``SCHEMA_VERSION``; returns the version found before.
+
+    Idempotent. Safe when processes start together: in local mode the file lock serialises them
+    and every step is guarded (``IF NOT EXISTS``, column checks), so a step another process already
+    ran is skipped.
+    """
+    found = current_version(conn)
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"database schema version {found} is newer than this claude-parallel-logging "
+            f"understands ({SCHEMA_VERSION}); upgrade the package. Nothing was written."
+        )
+    for migration in MIGRATIONS:
+        if migration.version <= found:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for step in migration.steps:
+                if isinstance(step, AddColumn):
+                    if step.column not in _columns(conn, step.table):
+                        conn.execute(
+                            f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.decl}"
+                        )
+                else:
+                    conn.execute(step)
+            conn.execute(
+                "INSERT OR IGNORE INTO schema_version (version) VALUES (?)", (migration.version,)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
+    return found
+
+
+def initialize_schema(client: Any = None) -> int | None:
+    """Create or upgrade the schema now (it also happens on first write); returns the version.
+
+    ``None`` when logging is off. Raises ``SchemaVersionError`` for a database from the future.
+    """
+    from .client import get_turso_client
+    from .store import open_store
+
+    client = client if client is not None else get_turso_client()
+    if client is None:
+        return None
+    store = open_store(client.config, client.settings)
+    try:
+        store.initialize()
+    finally:
+        store.close()
+    return SCHEMA_VERSION

@@ -1,0 +1,355 @@
+"""The background writer: the agent's thread only appends to a bounded queue.
+
+A daemon thread takes batches off the queue and writes each as one transaction, retrying lock,
+disk and network errors with backoff. Nothing accepted is dropped unless the queue is full (then
+the drop is counted and warned about); a batch the database rejects as data is split so that only
+the offending operation is discarded, and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Settings
+from .schema import SchemaVersionError
+from .store import BaseStore, Op, compile_ops
+
+log = logging.getLogger("claude_parallel_logging")
+
+_DATA_ERRORS = ("IntegrityError", "ProgrammingError", "DataError", "InterfaceError")
+_MAX_BACKOFF = 5.0
+_MAX_PUSH_BACKOFF = 60.0
+_WARN_EVERY = 30.0
+
+
+class _Marker:
+    """Placed in the queue by ``flush``: set once everything before it is written (and pushed)."""
+
+    __slots__ = ("event", "ok", "push")
+
+    def __init__(self, push: bool) -> None:
+        self.event = threading.Event()
+        self.ok = True
+        self.push = push
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    enqueued: int
+    written: int
+    dropped: int
+    failed_batches: int
+    discarded: int
+    pending: int
+    pushes: int
+    push_failures: int
+    last_error: str | None
+    last_push_at: float | None
+
+
+class _RateLimitedWarning:
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) >= _WARN_EVERY:
+            self._last[key] = now
+            log.warning(msg, *args)
+
+
+class Writer:
+    """Bounded queue + one daemon thread. Thread-safe; never blocks or raises on ``enqueue``."""
+
+    def __init__(self, store_factory: Callable[[], BaseStore], settings: Settings) -> None:
+        self._store_factory = store_factory
+        self._settings = settings
+        self._capacity = settings.queue_capacity
+        self._batch_size = settings.batch_size
+        self._interval = settings.flush_interval
+        self._warn = _RateLimitedWarning()
+        self._init_state()
+        _live_writers.add(self)
+
+    def _init_state(self) -> None:
+        self._queue: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._start_lock = threading.Lock()
+        self._drop_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._store: BaseStore | None = None
+        self._closed = False
+        self._taken = 0
+        self._written = 0
+        self._dropped = 0
+        self._failed_batches = 0
+        self._discarded = 0
+        self._pushes = 0
+        self._push_failures = 0
+        self._last_error: str | None = None
+        self._last_push_at: float | None = None
+        self._unpushed = False
+        self._next_push = 0.0
+        self._push_backoff = 0.0
+        self._stop_deadline: float | None = None
+        self._final_ok = False
+
+    # ----- caller side (hot path) -------------------------------------------------------------
+
+    def enqueue(self, op: Op) -> bool:
+        """Hand one operation over. O(1), no lock on the common path, never raises."""
+        q = self._queue
+        if len(q) >= self._capacity or self._closed:
+            self._drop()
+            return False
+        q.append(op)
+        if self._thread is None:
+            self._start()
+        elif len(q) == self._batch_size:
+            self._wake.set()
+        return True
+
+    def _drop(self) -> None:
+        with self._drop_lock:
+            self._dropped += 1
+        self._warn(
+            "drop",
+            "claude-parallel-logging: queue full or writer closed (capacity %d); dropping log "
+            "events (%d dropped so far)",
+            self._capacity,
+            self._dropped,
+        )
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._closed:
+                t = threading.Thread(target=self._run, name="claude-parallel-logging-writer")
+                t.daemon = True
+                self._thread = t
+                t.start()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything enqueued before this call is written (and pushed, in cloud mode)."""
+        if self._thread is None:
+            return self._pending_count() == 0
+        marker = _Marker(push=True)
+        self._queue.append(marker)
+        self._wake.set()
+        if not marker.event.wait(timeout):
+            return False
+        return marker.ok
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Write what is queued, push, close the store; return within ``timeout``."""
+        timeout = self._settings.shutdown_timeout if timeout is None else timeout
+        with self._start_lock:
+            self._closed = True
+            thread = self._thread
+        if thread is None:
+            return len(self._queue) == 0
+        self._stop_deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._wake.set()
+        thread.join(timeout)
+        return not thread.is_alive() and self._final_ok
+
+    def stats(self) -> WriterStats:
+        return WriterStats(
+            enqueued=self._taken + self._pending_count(),
+            written=self._written,
+            dropped=self._dropped,
+            failed_batches=self._failed_batches,
+            discarded=self._discarded,
+            pending=self._pending_count() + (self._taken - self._written - self._discarded),
+            pushes=self._pushes,
+            push_failures=self._push_failures,
+            last_error=self._last_error,
+            last_push_at=self._last_push_at,
+        )
+
+    def _pending_count(self) -> int:
+        return sum(1 for item in list(self._queue) if not isinstance(item, _Marker))
+
+    @property
+    def store(self) -> BaseStore | None:
+        return self._store
+
+    # ----- writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.wait(self._interval)
+                self._wake.clear()
+                self._drain()
+                self._maybe_push(force=False)
+                if self._stop.is_set():
+                    self._drain()
+                    self._final_ok = self._close_store() and self._pending_count() == 0
+                    return
+        except BaseException as exc:  # never let the thread die silently
+            self._record_error(exc)
+            log.exception("claude-parallel-logging: writer thread stopped unexpectedly")
+
+    def _drain(self) -> None:
+        q = self._queue
+        for _ in range(1_000_000):  # bounded: ~1e9 events at the default batch size
+            if not q:
+                return
+            ops: list[Op] = []
+            markers: list[_Marker] = []
+            while q and len(ops) < self._batch_size:
+                item = q.popleft()
+                if isinstance(item, _Marker):
+                    markers.append(item)
+                    break
+                ops.append(item)
+            self._taken += len(ops)
+            ok = self._write(ops) if ops else True
+            for m in markers:
+                if m.push:
+                    ok = self._maybe_push(force=True) and ok
+                m.ok = ok and self._taken == self._written + self._discarded
+                m.event.set()
+            if self._gave_up():
+                return
+
+    def _gave_up(self) -> bool:
+        return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
+
+    def _get_store(self) -> BaseStore:
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store
+
+    def _write(self, ops: Sequence[Op]) -> bool:
+        """Write one batch; retries until written, split on data errors, or shutdown gives up."""
+        backoff = 0.05
+        for _ in range(10_000_000):
+            try:
+                store = self._get_store()
+                store.write_compiled(compile_ops(ops, store.prep))
+                self._written += len(ops)
+                if store.mode == "cloud":
+                    self._unpushed = True
+                return True
+            except SchemaVersionError as exc:
+                self._failed_batches += 1
+                self._record_error(exc)
+                self._warn("schema", "claude-parallel-logging: %s", exc)
+            except Exception as exc:
+                self._failed_batches += 1
+                self._record_error(exc)
+                if type(exc).__name__ in _DATA_ERRORS or isinstance(exc, (TypeError, ValueError)):
+                    return self._write_one_by_one(ops)
+                self._warn(
+                    "write",
+                    "claude-parallel-logging: cannot write to the database yet (%s); retrying, "
+                    "%d events waiting",
+                    self._last_error,
+                    len(ops) + self._pending_count(),
+                )
+            if self._gave_up():
+                return False
+            wait = backoff
+            if self._stop_deadline is not None:
+                wait = min(wait, max(0.0, self._stop_deadline - time.monotonic()))
+            if self._stop.is_set():
+                time.sleep(min(wait, 0.05))
+            else:
+                self._stop.wait(wait)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+        return False
+
+    def _write_one_by_one(self, ops: Sequence[Op]) -> bool:
+        if len(ops) == 1:
+            self._discarded += 1
+            self._warn(
+                "discard",
+                "claude-parallel-logging: the database rejected a log event (%s); it was skipped",
+                self._last_error,
+            )
+            return False
+        ok = True
+        for op in ops:
+            ok = self._write([op]) and ok
+        return ok
+
+    def _maybe_push(self, force: bool) -> bool:
+        """Push the replica (cloud mode) every ``push_interval``, and on flush/shutdown."""
+        store = self._store
+        if store is None or store.mode != "cloud":
+            return True
+        now = time.monotonic()
+        if not force and (not self._unpushed or now < self._next_push):
+            return True
+        try:
+            store.push()
+            self._pushes += 1
+            self._unpushed = False
+            self._push_backoff = 0.0
+            self._last_push_at = time.time()
+            self._next_push = now + self._settings.push_interval
+            return True
+        except Exception as exc:
+            self._push_failures += 1
+            self._record_error(exc)
+            self._push_backoff = min(
+                max(self._push_backoff * 2, self._settings.push_interval), _MAX_PUSH_BACKOFF
+            )
+            self._next_push = now + self._push_backoff
+            self._warn(
+                "push",
+                "claude-parallel-logging: push to the remote failed (%s); rows are safe in the "
+                "local replica and will be pushed later",
+                self._last_error,
+            )
+            return False
+
+    def _close_store(self) -> bool:
+        store = self._store
+        if store is None:
+            return True
+        try:
+            return store.close()
+        except Exception as exc:
+            self._record_error(exc)
+            return False
+
+    def _record_error(self, exc: BaseException) -> None:
+        store = self._store
+        text = f"{type(exc).__name__}: {exc}"
+        if store is not None:
+            text = store.prep.redact(text)
+        else:
+            token = self._settings.config.auth_token if self._settings.config else None
+            if token:
+                text = text.replace(token, "[REDACTED]")
+        self._last_error = text[:500]
+
+    # ----- fork -------------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """The child starts empty: what the parent had queued is the parent's to write."""
+        self._init_state()
+
+
+_live_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+def _reset_writers_after_fork() -> None:
+    for w in list(_live_writers):
+        w._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_writers_after_fork)
