@@ -16,6 +16,8 @@ from typing import Any
 from .client import TursoClient, get_turso_client
 from .ids import new_id
 from .store import (
+    MESSAGE_UPDATABLE,
+    MESSAGE_UPDATE,
     MESSAGE_UPSERT,
     SESSION_INSERT,
     SESSION_UPDATABLE,
@@ -173,6 +175,7 @@ class ConversationLogger:
         parent_tool_use_id: str | None = None,
         message_id: str | None = None,
         created_at: float | str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> str:
         """Append a message (or update it in place when ``message_id`` was logged before)."""
         mid = message_id or new_id()
@@ -204,10 +207,19 @@ class ConversationLogger:
                     input_tokens,
                     output_tokens,
                     parent_tool_use_id,
+                    metadata,
                 ),
             )
         )
         return mid
+
+    def update_message(self, message_id: str, **fields: Any) -> None:
+        """Change columns of a logged message in place (tokens known later, final text, ...)."""
+        if self._enqueue is None:
+            return
+        cols = tuple(k for k in fields if k in MESSAGE_UPDATABLE)
+        if cols:
+            self._enqueue((MESSAGE_UPDATE, message_id, cols, tuple(fields[k] for k in cols)))
 
     # ----- tools ------------------------------------------------------------------------------
 

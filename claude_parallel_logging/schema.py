@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaVersionError(RuntimeError):
@@ -109,6 +109,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS idx_tool_executions_tool_use_id"
             " ON tool_executions(tool_use_id)",
         ),
+    ),
+    Migration(
+        3,
+        "messages.metadata: per-message extras (block type, per-turn usage, unknown payloads)",
+        (AddColumn("messages", "metadata", "TEXT"),),
     ),
 )
 

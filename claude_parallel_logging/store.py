@@ -32,6 +32,7 @@ SESSION_UPDATE = 1  # (kind, session_id, column names, values)
 MESSAGE_UPSERT = 2  # (kind, MESSAGE_COLS values)
 TOOL_UPSERT = 3  # (kind, TOOL_COLS values)
 TOOL_UPDATE = 4  # (kind, tool_execution_id, column names, values)
+MESSAGE_UPDATE = 5  # (kind, message_id, column names, values)
 
 Op = tuple[Any, ...]
 
@@ -41,7 +42,7 @@ SESSION_COLS = (
 MESSAGE_COLS = (
     "id", "session_id", "sequence", "role", "content", "tool_name", "tool_input", "tool_output",
     "created_at", "token_count", "external_id", "model", "input_tokens", "output_tokens",
-    "parent_tool_use_id",
+    "parent_tool_use_id", "metadata",
 )  # fmt: skip
 TOOL_COLS = (
     "id", "session_id", "message_id", "tool_name", "status", "input", "output", "error",
@@ -53,6 +54,12 @@ SESSION_UPDATABLE = frozenset(
         "agent_type", "model", "provider", "ended_at", "status", "error_message", "metadata",
         "external_id", "input_tokens", "output_tokens", "cache_read_tokens",
         "cache_creation_tokens", "cost_usd", "duration_ms", "num_turns",
+    }
+)  # fmt: skip
+MESSAGE_UPDATABLE = frozenset(
+    {
+        "content", "tool_name", "tool_input", "tool_output", "token_count", "external_id",
+        "model", "input_tokens", "output_tokens", "metadata", "role",
     }
 )  # fmt: skip
 TOOL_UPDATABLE = frozenset(
@@ -163,6 +170,13 @@ def _to_float(v: Any) -> float | None:
     return f if f == f and f not in (float("inf"), float("-inf")) else None
 
 
+_UPDATES = {
+    SESSION_UPDATE: ("sessions", SESSION_UPDATABLE),
+    TOOL_UPDATE: ("tool_executions", TOOL_UPDATABLE),
+    MESSAGE_UPDATE: ("messages", MESSAGE_UPDATABLE),
+}
+
+
 def compile_ops(ops: Sequence[Op], prep: Preparer) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """Group consecutive operations with the same SQL so each group is one ``executemany``."""
     out: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -174,9 +188,8 @@ def compile_ops(ops: Sequence[Op], prep: Preparer) -> list[tuple[str, list[tuple
             sql, params = _TOOL_SQL, prep.row(TOOL_COLS, op[1])
         elif kind == SESSION_INSERT:
             sql, params = _SESSION_INSERT_SQL, prep.row(SESSION_COLS, op[1])
-        elif kind in (SESSION_UPDATE, TOOL_UPDATE):
-            table = "sessions" if kind == SESSION_UPDATE else "tool_executions"
-            allowed = SESSION_UPDATABLE if kind == SESSION_UPDATE else TOOL_UPDATABLE
+        elif kind in _UPDATES:
+            table, allowed = _UPDATES[kind]
             cols = [c for c in op[2] if c in allowed]
             if not cols:
                 continue

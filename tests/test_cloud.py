@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import claude_parallel_logging as cpl
+from claude_parallel_logging.schema import SCHEMA_VERSION
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer
 
 
@@ -29,7 +30,7 @@ def test_rows_reach_the_server(cloud: SyncServer) -> None:
     assert cloud.query("SELECT id, status, cost_usd FROM sessions") == [("c1", "completed", 0.5)]
     assert cloud.query("SELECT COUNT(*) FROM messages WHERE session_id='c1'") == [(10,)]
     assert cloud.query("SELECT status, output FROM tool_executions") == [("completed", "ok")]
-    assert cloud.query("SELECT MAX(version) FROM schema_version") == [(2,)]
+    assert cloud.query("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
     st = cpl.stats()
     assert st["pushes"] >= 1 and st["pending"] == 0
 

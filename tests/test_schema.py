@@ -65,7 +65,9 @@ def test_migrate_from_empty_creates_the_contract(db_path: Path) -> None:
         "idx_messages_session", "idx_tool_executions_session", "idx_sessions_started_at",
         "idx_sessions_agent_type", "idx_sessions_status", "idx_tool_executions_tool_use_id",
     } <= indexes  # fmt: skip
-    assert query(db_path, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+    assert query(db_path, "SELECT version FROM schema_version ORDER BY version") == [
+        (v,) for v in range(1, SCHEMA_VERSION + 1)
+    ]
     # defaults of the original plan
     query_conn = turso.connect(str(db_path), isolation_level=None)
     query_conn.execute("INSERT INTO sessions (id, agent_type, model) VALUES ('d', 'a', 'm')")
@@ -80,7 +82,7 @@ def test_migrate_twice_is_a_no_op(db_path: Path) -> None:
     assert migrate(conn) == SCHEMA_VERSION
     assert current_version(conn) == SCHEMA_VERSION
     conn.close()
-    assert query(db_path, "SELECT COUNT(*) FROM schema_version") == [(2,)]
+    assert query(db_path, "SELECT COUNT(*) FROM schema_version") == [(SCHEMA_VERSION,)]
 
 
 def test_upgrade_version_1_database_in_place(db_path: Path) -> None:
@@ -90,7 +92,7 @@ def test_upgrade_version_1_database_in_place(db_path: Path) -> None:
     logger.start_session(cpl.SessionInfo(id="new", agent_type="review", model="m"))
     logger.end_session("completed", input_tokens=3)
     assert cpl.flush(5)
-    assert query(db_path, "SELECT MAX(version) FROM schema_version") == [(2,)]
+    assert query(db_path, "SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
     assert query(db_path, "SELECT id, metadata FROM sessions WHERE id='old'") == [
         ("old", '{"k": 1}')
     ]
@@ -133,4 +135,6 @@ def test_concurrent_initialisation_from_several_processes(db_path: Path) -> None
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    assert query(db_path, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+    assert query(db_path, "SELECT version FROM schema_version ORDER BY version") == [
+        (v,) for v in range(1, SCHEMA_VERSION + 1)
+    ]

@@ -1,0 +1,1 @@
+"""SDK integrations: each module maps one SDK's events onto a logged session."""
