@@ -147,7 +147,7 @@ def _with_prompt(args: tuple[Any, ...], kwargs: dict[str, Any], session: LoggedS
     else:
         return args, kwargs
     if isinstance(prompt, str):
-        session.log_prompt(prompt)
+        session.log_prompt(prompt, from_sdk=True)
         return args, kwargs
     if isinstance(prompt, AsyncIterable):
         wrapped = _logged_prompts(prompt, session)

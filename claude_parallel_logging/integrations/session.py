@@ -88,6 +88,7 @@ class LoggedSession:
         self._seen: dict[int, Any] = {}
         self._seen_order: collections.deque[int] = collections.deque()
         self._recent_prompts: collections.deque[str] = collections.deque(maxlen=32)
+        self._tracked_prompts: collections.deque[str] = collections.deque(maxlen=32)
         self.ended = False
 
     # ----- lifecycle --------------------------------------------------------------------------
@@ -168,6 +169,9 @@ class LoggedSession:
             self.start()
         if prompt is not None:
             self.log_prompt(prompt)
+            if isinstance(prompt, str):
+                with self._lock:
+                    self._tracked_prompts.append(prompt)
         if mapper is None:
             from .claude import ClaudeMapper
 
@@ -196,7 +200,14 @@ class LoggedSession:
                 return True
         return False
 
-    def log_prompt(self, prompt: Any) -> None:
+    def log_prompt(self, prompt: Any, *, from_sdk: bool = False) -> None:
+        """Log a prompt as a ``user`` message (``from_sdk``: seen by instrumentation, which
+        skips a prompt ``track(stream, prompt=...)`` already logged)."""
+        if from_sdk and isinstance(prompt, str):
+            with self._lock:
+                if prompt in self._tracked_prompts:
+                    self._tracked_prompts.remove(prompt)
+                    return
         if isinstance(prompt, str):
             with self._lock:
                 self._recent_prompts.append(prompt)
