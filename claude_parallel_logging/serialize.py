@@ -74,9 +74,15 @@ def clean_text(text: str) -> str:
     return text
 
 
+_MARK_RE = re.compile(r"…\[truncated by claude-parallel-logging: original \d+ chars\]\Z")
+
+
 def truncate(text: str, limit: int) -> str:
+    """Cut to ``limit`` characters with a marker that keeps the original size (idempotent)."""
     if len(text) <= limit:
         return text
+    if len(text) <= limit + 80 and _MARK_RE.search(text, limit):
+        return text  # already cut on the caller's thread
     return text[:limit] + TRUNCATED_MARK.format(size=len(text))
 
 

@@ -156,7 +156,9 @@ class Writer:
             thread = self._thread
         if thread is None:
             return len(self._queue) == 0
-        self._stop_deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout
+        if self._stop_deadline is None or deadline < self._stop_deadline:
+            self._stop_deadline = deadline
         self._stop.set()
         self._wake.set()
         thread.join(timeout)
@@ -235,6 +237,8 @@ class Writer:
         """Write one batch; retries until written, split on data errors, or shutdown gives up."""
         backoff = 0.05
         for _ in range(10_000_000):
+            if self._gave_up():
+                return False
             try:
                 store = self._get_store()
                 store.write_compiled(compile_ops(ops, store.prep))

@@ -1,0 +1,108 @@
+"""Secrets: built-in credential patterns and the redaction hook apply to every stored value;
+the Turso auth token never appears in logs, errors, reprs or the database."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import claude_parallel_logging as cpl
+from tests.conftest import SECRET_TOKEN, SyncServer, query
+
+SECRETS = {
+    "anthropic": "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcdef",
+    "openai": "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef0123456789",
+    "bearer": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLXZhbHVl",
+    "github": "ghp_0123456789abcdefghijABCDEFGHIJ0123456789",
+    "aws": "AKIAIOSFODNN7EXAMPLE",
+}
+
+
+def dump(db: Path) -> str:
+    parts = []
+    for table in ("sessions", "messages", "tool_executions"):
+        parts.extend(repr(r) for r in query(db, f"SELECT * FROM {table}"))
+    return "\n".join(parts)
+
+
+def test_builtin_patterns_redact_everywhere(db_path: Path) -> None:
+    cpl.configure(database_url=str(db_path), flush_interval=0.05)
+    lg = cpl.ConversationLogger()
+    lg.start_session(
+        cpl.SessionInfo(id="s", agent_type="a", model="m", metadata={"env": SECRETS["openai"]})
+    )
+    lg.log_message("user", f"my key is {SECRETS['anthropic']}")
+    t = lg.log_tool_execution(
+        "Bash", "running", input={"command": f"curl -H 'Authorization: {SECRETS['bearer']}'"}
+    )
+    lg.finish_tool_execution(t, "completed", output=f"{SECRETS['github']} {SECRETS['aws']}")
+    lg.log_message("tool", None, tool_output={"nested": [SECRETS["anthropic"]]})
+    lg.end_session("error", f"failed with {SECRETS['openai']}")
+    assert cpl.flush(5)
+    stored = dump(db_path)
+    for name, secret in SECRETS.items():
+        core = secret.split()[-1]
+        assert core not in stored, name
+    assert stored.count("[REDACTED]") >= 7
+
+
+def test_custom_redaction_hook(db_path: Path) -> None:
+    cpl.configure(
+        database_url=str(db_path),
+        flush_interval=0.05,
+        redact=lambda s: s.replace("customer-4711", "[CUSTOMER]"),
+    )
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="s", agent_type="a", model="m"))
+    lg.log_message("user", "look up customer-4711")
+    lg.log_tool_execution("db", "completed", input={"id": "customer-4711"}, output="customer-4711")
+    assert cpl.flush(5)
+    stored = dump(db_path)
+    assert "customer-4711" not in stored and stored.count("[CUSTOMER]") == 3
+
+
+def test_broken_hook_withholds_value(db_path: Path) -> None:
+    def hook(s: str) -> str:
+        raise RuntimeError("oops")
+
+    cpl.configure(database_url=str(db_path), flush_interval=0.05, redact=hook)
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="s", agent_type="a", model="m"))
+    lg.log_message("user", "private text")
+    assert cpl.flush(5)
+    assert "private text" not in dump(db_path)
+
+
+def test_turso_token_never_leaks(
+    sync_server: SyncServer, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="claude_parallel_logging")
+    cpl.configure(
+        database_url=sync_server.url,
+        auth_token=SECRET_TOKEN,
+        flush_interval=0.05,
+        push_interval=0.2,
+    )
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="tok", agent_type="a", model="m"))
+    lg.log_message("user", f"the token is {SECRET_TOKEN}")
+    assert cpl.flush(10)
+    sync_server.stop()  # make errors happen: they must not contain the token either
+    lg.log_message("user", "more")
+    assert cpl.flush(1) is False
+    texts = [
+        caplog.text,
+        repr(cpl.stats()),
+        repr(cpl.get_turso_config()),
+        repr(cpl.get_turso_client()),
+        str(cpl.stats()["last_error"]),
+    ]
+    out = capsys.readouterr()
+    texts += [out.out, out.err]
+    for text in texts:
+        assert SECRET_TOKEN not in text
+    sync_server.start()
+    assert cpl.flush(10)
+    assert SECRET_TOKEN not in repr(sync_server.query("SELECT * FROM messages"))
