@@ -102,6 +102,7 @@ class Writer:
         self._push_backoff = 0.0
         self._stop_deadline: float | None = None
         self._final_ok = False
+        self._refused: SchemaVersionError | None = None
 
     # ----- caller side (hot path) -------------------------------------------------------------
 
@@ -237,7 +238,7 @@ class Writer:
         """Write one batch; retries until written, split on data errors, or shutdown gives up."""
         backoff = 0.05
         for _ in range(10_000_000):
-            if self._gave_up():
+            if self._gave_up() or self._refused is not None:
                 return False
             try:
                 store = self._get_store()
@@ -247,9 +248,13 @@ class Writer:
                     self._unpushed = True
                 return True
             except SchemaVersionError as exc:
+                # Retrying cannot help: this database belongs to a newer version. Keep the
+                # events counted as pending and write nothing.
                 self._failed_batches += 1
                 self._record_error(exc)
-                self._warn("schema", "claude-parallel-logging: %s", exc)
+                self._refused = exc
+                log.error("claude-parallel-logging: %s", exc)
+                return False
             except Exception as exc:
                 self._failed_batches += 1
                 self._record_error(exc)
