@@ -42,6 +42,7 @@ class SessionInfo:
     provider: str | None = None
     metadata: dict[str, Any] | None = None
     external_id: str | None = None
+    started_at: float | None = None  # epoch seconds; now when not given (imports, backfills)
 
 
 @dataclass
@@ -99,7 +100,7 @@ class ConversationLogger:
                     info.agent_type or "unknown",
                     info.model or "unknown",
                     info.provider,
-                    time.time(),
+                    time.time() if info.started_at is None else info.started_at,
                     "running",
                     dict(self._state.metadata) if self._state.metadata else None,
                     info.external_id,

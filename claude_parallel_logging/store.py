@@ -317,6 +317,21 @@ def _replica_files(path: str) -> list[str]:
     return [p for p in glob.glob(glob.escape(path) + "*") if p == path or p[len(path)] == "-"]
 
 
+def _pid_alive(path: str) -> bool:
+    """Replica names start with the owner's pid (``r-<pid>-<rand>.db``)."""
+    try:
+        pid = int(os.path.basename(path).split("-")[1])
+    except (IndexError, ValueError):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _remove_replica(path: str) -> None:
     for p in _replica_files(path):
         try:
@@ -388,7 +403,13 @@ class CloudStore(BaseStore):
             return None
 
     def recover_stale(self) -> bool:
-        """Push replicas left by processes that died, then remove them. True when all done."""
+        """Push replicas left by processes that died, then remove them. True when all done.
+
+        Read replicas (``r-*``) hold nothing unpushed: a dead process's are simply removed.
+        """
+        for path in glob.glob(os.path.join(glob.escape(self.dir), "r-*.db")):
+            if not path.endswith(f"r-{self._tag}.db") and not _pid_alive(path):
+                _remove_replica(path)
         all_done = True
         for path in sorted(glob.glob(os.path.join(glob.escape(self.dir), "w-*.db"))):
             if path == self.path:

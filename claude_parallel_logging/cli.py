@@ -1,0 +1,1159 @@
+"""``cpl`` / ``claude-parallel-logging``: browse, search, export and check the logs from a shell.
+
+Tables and colour on a terminal when ``rich`` is installed; plain text when piped or without it.
+Every command has ``--json``. Errors are one line on stderr and a non-zero exit, never a
+traceback, and the auth token is scrubbed from everything printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import IO, Any, NoReturn, TypeVar
+
+from .client import TursoClient, get_turso_client
+from .config import TursoConfig, configure, mask_secret
+from .queries import (
+    GROUP_BY_CHOICES,
+    DatabaseUnavailable,
+    LoggingNotConfigured,
+    MessageRecord,
+    SessionDetail,
+    SessionSummary,
+    ToolExecutionRecord,
+    get_session,
+    list_sessions,
+    search_sessions,
+    usage_summary,
+)
+from .schema import SCHEMA_VERSION, SchemaVersionError, current_version
+
+PROG = "cpl"
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+DEFAULT_MAX_CHARS = 500
+REDACTED = "[REDACTED]"
+
+
+class CliError(Exception):
+    """A problem to report as one line, without a traceback."""
+
+
+# ----- output -----------------------------------------------------------------------------------
+
+Cell = str | tuple[str, str | None]  # text, or (text, rich style)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    right: bool = False  # numbers: right-aligned and never wrapped
+    keep: bool = False  # short words (a status): never wrapped; other text wraps when narrow
+
+
+_STATUS_STYLE = {"completed": "green", "error": "red", "running": "yellow"}
+
+
+class Output:
+    """Where results go: a rich console on a terminal, plain text otherwise."""
+
+    def __init__(self, stdout: IO[str], stderr: IO[str], color: str, secrets: Sequence[str]):
+        self.stdout = stdout
+        self.stderr = stderr
+        self.secrets = [s for s in secrets if s]
+        self.console: Any = None
+        if color == "always" or (color == "auto" and _isatty(stdout)):
+            try:
+                from rich.console import Console
+            except ImportError:
+                pass
+            else:
+                self.console = Console(
+                    file=stdout,
+                    force_terminal=True if color == "always" else None,
+                    highlight=False,
+                    soft_wrap=False,
+                )
+
+    @property
+    def tty(self) -> bool:
+        return self.console is not None
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def line(self, text: str = "", style: str | None = None) -> None:
+        text = self.scrub(text)
+        if self.console is not None:
+            from rich.text import Text
+
+            self.console.print(Text(text, style=style or ""), soft_wrap=True)
+        else:
+            self.stdout.write(text + "\n")
+
+    def write_raw(self, text: str) -> None:
+        self.stdout.write(self.scrub(text))
+
+    def json(self, data: Any) -> None:
+        self.write_raw(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+    def error(self, message: str) -> None:
+        text = " ".join(self.scrub(message).split())
+        self.stderr.write(f"{PROG}: error: {text}\n")
+
+    def table(self, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> None:
+        if self.console is not None:
+            from rich import box
+            from rich.table import Table
+            from rich.text import Text
+
+            table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
+            for col in columns:
+                table.add_column(
+                    col.header,
+                    justify="right" if col.right else "left",
+                    overflow="ellipsis" if col.right or col.keep else "fold",
+                    no_wrap=col.right or col.keep,
+                    min_width=len(col.header) if col.right else None,
+                )
+            for row in rows:
+                table.add_row(*(Text(self.scrub(_text(c)), style=_style(c) or "") for c in row))
+            self.console.print(table)
+            return
+        texts = [[self.scrub(_text(c)) for c in row] for row in rows]
+        widths = [len(c.header) for c in columns]
+        for row in texts:
+            for i, cell in enumerate(row):
+                widths[i] = max(widths[i], len(cell))
+
+        def fmt(cells: Sequence[str]) -> str:
+            parts = [
+                cell.rjust(widths[i]) if columns[i].right else cell.ljust(widths[i])
+                for i, cell in enumerate(cells)
+            ]
+            return "  ".join(parts).rstrip()
+
+        self.stdout.write(fmt([c.header for c in columns]) + "\n")
+        for row in texts:
+            self.stdout.write(fmt(row) + "\n")
+
+
+def _text(cell: Cell) -> str:
+    return cell if isinstance(cell, str) else cell[0]
+
+
+def _style(cell: Cell) -> str | None:
+    return None if isinstance(cell, str) else cell[1]
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# ----- formatting -------------------------------------------------------------------------------
+
+
+def fmt_time(iso: str | None, ms: bool = False) -> str:
+    """Stored UTC text, made readable: ``2026-01-31 12:00:05`` (UTC)."""
+    if not iso:
+        return "-"
+    text = iso.replace("T", " ").rstrip("Z")
+    return text if ms else text.split(".", 1)[0]
+
+
+def fmt_int(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def fmt_cost(x: float | None) -> str:
+    return "-" if x is None else f"${x:,.4f}"
+
+
+def fmt_pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.1f}%"
+
+
+def fmt_ms(ms: float | None) -> str:
+    """Durations at a glance: 850 ms, 12.3 s, 4m05s, 1h02m."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    s = ms / 1000
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut long text for the terminal, saying how much was left out and the full length."""
+    if limit <= 0 or len(text) <= limit:
+        return text
+    return f"{text[:limit]} [... {len(text) - limit:,} more chars, {len(text):,} in total]"
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _status(status: str) -> Cell:
+    return (status, _STATUS_STYLE.get(status))
+
+
+# ----- configuration ----------------------------------------------------------------------------
+
+
+def _given(args: argparse.Namespace, name: str) -> Any:
+    return getattr(args, name, None)
+
+
+def _secrets(args: argparse.Namespace | None, argv: Sequence[str]) -> list[str]:
+    """Every token we might print by accident: the option (even if parsing failed) and env."""
+    found: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--auth-token" and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif arg.startswith("--auth-token="):
+            found.append(arg.split("=", 1)[1])
+    if args is not None and _given(args, "auth_token"):
+        found.append(args.auth_token)
+    env = os.environ.get("TURSO_AUTH_TOKEN")
+    if env:
+        found.append(env)
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def resolve_client(args: argparse.Namespace) -> TursoClient:
+    """Apply ``--database``/``--auth-token``/``--replica-dir`` (over the environment)."""
+    overrides: dict[str, Any] = {}
+    if _given(args, "database") is not None:
+        overrides["database_url"] = args.database or None
+    if _given(args, "auth_token") is not None:
+        overrides["auth_token"] = args.auth_token or None
+    if _given(args, "replica_dir") is not None:
+        overrides["replica_dir"] = args.replica_dir
+    url = overrides.get("database_url", os.environ.get("TURSO_DATABASE_URL") or None)
+    token = overrides.get("auth_token", os.environ.get("TURSO_AUTH_TOKEN") or None)
+    if url and TursoConfig(url=url).is_remote and not token:
+        raise CliError(
+            f"{url.split('?', 1)[0]} is a remote database but no auth token was given:"
+            " pass --auth-token or set TURSO_AUTH_TOKEN"
+        )
+    if overrides:
+        configure(**overrides)
+    client = get_turso_client()
+    if client is None:
+        raise LoggingNotConfigured(
+            "no database configured: pass --database PATH_OR_URL or set TURSO_DATABASE_URL"
+        )
+    return client
+
+
+def _require_readable(client: TursoClient) -> None:
+    """Reading commands refuse a missing file rather than show an empty (typo'd) database."""
+    if client.config.is_remote:
+        return
+    path = client.config.local_path
+    if os.path.isdir(path):
+        raise CliError(f"{path} is a directory, not a database file")
+    if not os.path.exists(path):
+        raise CliError(f"database file {path} does not exist")
+    if not os.access(path, os.R_OK):
+        raise CliError(f"database file {path} is not readable")
+
+
+# ----- commands ---------------------------------------------------------------------------------
+
+
+def cmd_sessions(args: argparse.Namespace, out: Output) -> int:
+    client = resolve_client(args)
+    _require_readable(client)
+    page = list_sessions(
+        limit=args.limit,
+        agent_type=args.agent_type,
+        status=args.status,
+        model=args.model,
+        since=args.since,
+        until=args.until,
+        cursor=args.cursor,
+        client=client,
+    )
+    if args.json:
+        out.json({"sessions": [s.to_dict() for s in page], "next_cursor": page.next_cursor})
+        return EXIT_OK
+    if not page:
+        out.line("No sessions found.")
+        return EXIT_OK
+    columns = [
+        Column("ID"),
+        Column("STARTED (UTC)"),
+        Column("AGENT"),
+        Column("MODEL"),
+        Column("STATUS", keep=True),
+        Column("MSGS", right=True),
+        Column("TOOLS", right=True),
+        Column("TOKENS", right=True),
+        Column("COST", right=True),
+        Column("DURATION", right=True),
+    ]
+    rows = [
+        [
+            s.id,
+            fmt_time(s.started_at),
+            s.agent_type,
+            s.model,
+            _status(s.status),
+            fmt_int(s.message_count),
+            f"{s.tool_count} ({s.tool_error_count} err)"
+            if s.tool_error_count
+            else str(s.tool_count),
+            fmt_int(s.total_tokens),
+            fmt_cost(s.cost_usd),
+            fmt_ms(s.duration_ms),
+        ]
+        for s in page
+    ]
+    out.table(columns, rows)
+    if page.next_cursor:
+        out.line()
+        out.line(f"More sessions: add --cursor {page.next_cursor}", style="dim")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, out: Output) -> int:
+    client = resolve_client(args)
+    _require_readable(client)
+    detail = get_session(args.session_id, client=client)
+    if detail is None:
+        raise CliError(
+            f"no session {args.session_id!r} (looked up by id, SDK session id and prefix)"
+        )
+    fmt = "json" if args.json else args.format
+    if fmt == "text" and args.output is None:
+        for text, style in transcript_lines(detail, args.max_chars):
+            out.line(text, style)
+        return EXIT_OK
+    if fmt == "json":
+        body = json.dumps(detail.to_dict(), ensure_ascii=False, indent=2, default=str) + "\n"
+    elif fmt == "jsonl":
+        body = "".join(
+            json.dumps(rec, ensure_ascii=False, default=str) + "\n" for rec in jsonl_records(detail)
+        )
+    elif fmt == "markdown":
+        body = transcript_markdown(detail)
+    else:
+        body = "".join(t + "\n" for t, _ in transcript_lines(detail, args.max_chars))
+    if args.output is None:
+        out.write_raw(body)
+        return EXIT_OK
+    path = os.path.abspath(os.path.expanduser(args.output))
+    if os.path.isdir(path):
+        raise CliError(f"cannot write {path}: it is a directory")
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(out.scrub(body))
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path} ({len(body):,} chars)", file=out.stderr)
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace, out: Output) -> int:
+    client = resolve_client(args)
+    _require_readable(client)
+    if not args.text:
+        raise CliError("search text must not be empty")
+    hits = search_sessions(
+        args.text,
+        limit=args.limit,
+        agent_type=args.agent_type,
+        status=args.status,
+        model=args.model,
+        since=args.since,
+        until=args.until,
+        client=client,
+    )
+    if args.json:
+        out.json({"query": args.text, "hits": [h.to_dict() for h in hits]})
+        return EXIT_OK
+    if not hits:
+        out.line(f"No sessions match {args.text!r}.")
+        return EXIT_OK
+    columns = [
+        Column("SESSION"),
+        Column("STARTED (UTC)"),
+        Column("AGENT"),
+        Column("STATUS", keep=True),
+        Column("WHERE"),
+        Column("SNIPPET"),
+    ]
+    rows: list[list[Cell]] = []
+    for h in hits:
+        where = h.where
+        if h.sequence is not None:
+            where += f" #{h.sequence}"
+        if h.tool_name:
+            where += f" ({h.tool_name})"
+        rows.append(
+            [
+                h.session.id,
+                fmt_time(h.session.started_at),
+                h.session.agent_type,
+                _status(h.session.status),
+                where,
+                h.snippet,
+            ]
+        )
+    out.table(columns, rows)
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace, out: Output) -> int:
+    client = resolve_client(args)
+    _require_readable(client)
+    rows = usage_summary(args.group_by, since=args.since, until=args.until, client=client)
+    if args.json:
+        out.json({"group_by": args.group_by, "rows": [r.to_dict() for r in rows]})
+        return EXIT_OK
+    if not rows:
+        out.line("No sessions found.")
+        return EXIT_OK
+    columns = [
+        Column(args.group_by.upper().replace("_", " ")),
+        Column("SESSIONS", right=True),
+        Column("SUCCESS", right=True),
+        Column("ERRORS", right=True),
+        Column("RUNNING", right=True),
+        Column("TOK IN", right=True),
+        Column("TOK OUT", right=True),
+        Column("CACHE", right=True),
+        Column("COST", right=True),
+        Column("TOOLS", right=True),
+        Column("TOOL ERR", right=True),
+        Column("P50 TOOL", right=True),
+        Column("P95 TOOL", right=True),
+    ]
+    table = [
+        [
+            r.group,
+            fmt_int(r.sessions),
+            fmt_pct(r.success_rate),
+            fmt_int(r.errors),
+            fmt_int(r.running),
+            fmt_int(r.input_tokens),
+            fmt_int(r.output_tokens),
+            fmt_int(r.cache_read_tokens + r.cache_creation_tokens),
+            fmt_cost(r.cost_usd),
+            fmt_int(r.tool_calls),
+            fmt_pct(r.tool_error_rate),
+            fmt_ms(r.p50_tool_ms),
+            fmt_ms(r.p95_tool_ms),
+        ]
+        for r in rows
+    ]
+    out.table(columns, table)
+    return EXIT_OK
+
+
+def _replica_dir(client: TursoClient) -> str | None:
+    if not client.config.is_remote:
+        return None
+    from .store import CloudStore
+
+    return CloudStore(client.config, client.settings).dir
+
+
+def _other_writer_replicas(directory: str) -> list[str]:
+    """Writer replicas of other processes (ours are named after our pid)."""
+    mine = f"w-{os.getpid()}-"
+    return [
+        p
+        for p in sorted(glob.glob(os.path.join(glob.escape(directory), "w-*.db")))
+        if not os.path.basename(p).startswith(mine)
+    ]
+
+
+def cmd_sync(args: argparse.Namespace, out: Output) -> int:
+    client = resolve_client(args)
+    flushed = client.flush(args.timeout)
+    report: dict[str, Any] = {
+        "mode": "cloud" if client.config.is_remote else "local",
+        "database": _where(client),
+        "flushed": flushed,
+    }
+    ok = flushed
+    if client.config.is_remote:
+        try:
+            with client.reader().read():
+                pass  # a pull: proves the remote is reachable before pushing
+        except Exception as exc:
+            raise CliError(f"cannot reach {_where(client)}: {_one_line(exc)}") from None
+        report["replicas"] = _push_stale(client, out, args.timeout)
+        ok = ok and report["replicas"]["failed"] == 0
+    report["stats"] = asdict(client.stats())
+    if args.json:
+        out.json({**report, "ok": ok})
+        return EXIT_OK if ok else EXIT_ERROR
+    st = client.stats()
+    out.line(f"{report['mode']} database {report['database']}", style="bold")
+    out.line(
+        f"this process: {st.written:,} written, {st.pending:,} pending, {st.pushes:,} pushes,"
+        f" {st.push_failures:,} push failures"
+    )
+    if "replicas" in report:
+        r = report["replicas"]
+        out.line(
+            f"replicas left by other processes: {r['found']} found, {r['pushed']} pushed,"
+            f" {r['in_use']} in use by running processes, {r['failed']} failed"
+        )
+    else:
+        out.line("nothing to push: local mode writes straight to the database file")
+    if st.last_error and not ok:
+        out.line(f"last error: {st.last_error}", style="red")
+    if not ok:
+        out.error("not everything could be pushed; the rows stay in the replicas, run sync again")
+    return EXIT_OK if ok else EXIT_ERROR
+
+
+def _push_stale(client: TursoClient, out: Output, timeout: float) -> dict[str, int]:
+    """Push replicas of processes that died (``CloudStore.recover_stale``), with a progress bar
+    on a terminal: progress is the replicas that disappear once pushed."""
+    from .store import CloudStore, is_lock_error
+
+    store = CloudStore(client.config, client.settings)
+    before = _other_writer_replicas(store.dir)
+    result: dict[str, int] = {"found": len(before), "pushed": 0, "in_use": 0, "failed": 0}
+    if not before:
+        return result
+    done = threading.Event()
+    outcome: list[bool] = []
+
+    def run() -> None:
+        try:
+            outcome.append(store.recover_stale())
+        except Exception:
+            outcome.append(False)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run, name="cpl-sync", daemon=True)
+    worker.start()
+    deadline = time.monotonic() + timeout
+    with _progress(out, len(before)) as advance:
+        for _ in range(int(timeout / 0.05) + 2):
+            remaining = len([p for p in before if os.path.exists(p)])
+            advance(len(before) - remaining)
+            if done.wait(0.05) or time.monotonic() > deadline:
+                break
+        remaining = len([p for p in before if os.path.exists(p)])
+        advance(len(before) - remaining)
+    left = [p for p in before if os.path.exists(p)]
+    result["pushed"] = len(before) - len(left)
+    for path in left:
+        try:
+            import turso.sync
+
+            conn = turso.sync.connect(
+                path,
+                client.config.url,
+                auth_token=client.config.auth_token,
+                bootstrap_if_empty=False,
+                isolation_level=None,
+            )
+            conn.close()
+            result["failed"] += 1  # we could open it: nobody holds it, yet it was not pushed
+        except Exception as exc:
+            if is_lock_error(exc):
+                result["in_use"] += 1
+            else:
+                result["failed"] += 1
+    if not done.is_set() or outcome == [False]:  # still pushing, or a push failed
+        result["failed"] = max(result["failed"], 1)
+    return result
+
+
+class _NoProgress:
+    def __call__(self, completed: int) -> None:
+        pass
+
+
+@contextmanager
+def _progress(out: Output, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal, nothing otherwise."""
+    if not out.tty or total <= 0:
+        yield _NoProgress()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("pushing replicas"), BarColumn(), MofNCompleteColumn(), console=out.console
+    ) as bar:
+        task = bar.add_task("push", total=total)
+
+        def advance(completed: int) -> None:
+            bar.update(task, completed=completed)
+
+        yield advance
+
+
+def cmd_doctor(args: argparse.Namespace, out: Output) -> int:
+    client = resolve_client(args)
+    checks: list[dict[str, str]] = []
+
+    def check(name: str, status: str, detail: str) -> None:
+        checks.append({"check": name, "status": status, "detail": out.scrub(detail)})
+
+    cfg = client.config
+    source = "--database" if _given(args, "database") else "TURSO_DATABASE_URL or configure()"
+    check("database", "ok", f"{_where(client)} (from {source})")
+    check("mode", "ok", "cloud (Turso remote)" if cfg.is_remote else "local file")
+    check("auth token", "ok" if cfg.auth_token or not cfg.is_remote else "fail",
+          mask_secret(cfg.auth_token))  # fmt: skip
+    check("versions", "ok", _versions())
+    if cfg.is_remote:
+        _doctor_cloud(client, check)
+    else:
+        _doctor_local(client, check)
+    st = client.stats()
+    check("pending (this process)", "ok", f"{st.pending} events queued, {st.written} written")
+    failed = any(c["status"] == "fail" for c in checks)
+    if args.json:
+        out.json({"ok": not failed, "checks": checks})
+        return EXIT_ERROR if failed else EXIT_OK
+    styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
+    width = max(len(c["check"]) for c in checks)
+    for c in checks:
+        out.line(f"[{c['status'].upper():4}] {c['check'].ljust(width)}  {c['detail']}",
+                 style=styles.get(c["status"]))  # fmt: skip
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [f"python {sys.version.split()[0]}"]
+    for dist in ("claude-parallel-logging", "pyturso", "rich"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            parts.append(f"{dist} not installed")
+    return ", ".join(parts)
+
+
+def _counts(conn: Any) -> str:
+    n_s, n_m, n_t = (
+        conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+        for t in ("sessions", "messages", "tool_executions")
+    )
+    newest = conn.execute("SELECT MAX(started_at) FROM sessions").fetchone()[0]
+    return (
+        f"{n_s:,} sessions, {n_m:,} messages, {n_t:,} tool executions;"
+        f" newest session started {fmt_time(newest)}"
+    )
+
+
+def _schema_check(version: int, check: Callable[[str, str, str], None]) -> None:
+    if version == 0:
+        check("schema", "warn", "no tables yet (created on the first write)")
+    elif version > SCHEMA_VERSION:
+        check("schema", "fail", f"version {version} is newer than this package understands"
+              f" ({SCHEMA_VERSION}): upgrade claude-parallel-logging")  # fmt: skip
+    elif version < SCHEMA_VERSION:
+        check("schema", "warn", f"version {version}; upgraded to {SCHEMA_VERSION} on next write")
+    else:
+        check("schema", "ok", f"version {version} (current)")
+
+
+def _doctor_local(client: TursoClient, check: Callable[[str, str, str], None]) -> None:
+    from .store import LocalStore
+
+    path = client.config.local_path
+    if os.path.isdir(path):
+        check("connectivity", "fail", f"{path} is a directory, not a database file")
+        return
+    if not os.path.exists(path):
+        check("connectivity", "warn", f"{path} does not exist yet (created on the first write)")
+        return
+    store = LocalStore(client.config, client.settings)
+    started = time.perf_counter()
+    try:
+        conn = store.connect(timeout=5.0)  # not ``read()``: the doctor must not migrate
+    except Exception as exc:
+        check("connectivity", "fail", f"cannot open {path}: {_one_line(exc)}")
+        return
+    try:
+        took = (time.perf_counter() - started) * 1000
+        size = os.path.getsize(path)
+        check("connectivity", "ok", f"opened in {took:.1f} ms, {size:,} bytes")
+        version = current_version(conn)
+        _schema_check(version, check)
+        if version:
+            check("contents", "info", _counts(conn))
+    except Exception as exc:
+        check("connectivity", "fail", f"cannot read {path}: {_one_line(exc)}")
+    finally:
+        conn.close()
+    check("pending (replicas)", "ok", "none: local mode writes straight to the database file")
+
+
+def _doctor_cloud(client: TursoClient, check: Callable[[str, str, str], None]) -> None:
+    from .store import is_lock_error
+
+    directory = _replica_dir(client) or ""
+    check("replica dir", "ok", directory)
+    started = time.perf_counter()
+    try:
+        with client.reader().read() as conn:
+            took = (time.perf_counter() - started) * 1000
+            check("connectivity", "ok", f"pulled from the remote in {took:.0f} ms")
+            version = current_version(conn)
+            _schema_check(version, check)
+            if version:
+                check("contents", "info", _counts(conn))
+    except Exception as exc:
+        check("connectivity", "fail", f"cannot reach {_where(client)}: {_one_line(exc)}")
+    writers = _other_writer_replicas(directory) if os.path.isdir(directory) else []
+    mine = f"r-{os.getpid()}-"
+    readers = [
+        p
+        for p in glob.glob(os.path.join(glob.escape(directory), "r-*.db"))
+        if not os.path.basename(p).startswith(mine)
+    ]
+    in_use = stale = pending = 0
+    unknown = 0
+    for path in writers:
+        try:
+            import turso.sync
+
+            conn = turso.sync.connect(
+                path,
+                client.config.url,
+                auth_token=client.config.auth_token,
+                bootstrap_if_empty=False,
+                isolation_level=None,
+            )
+        except Exception as exc:
+            if is_lock_error(exc):
+                in_use += 1
+            else:
+                unknown += 1
+            continue
+        try:
+            stale += 1
+            pending += int(conn.stats().cdc_operations)
+        except Exception:
+            unknown += 1
+        finally:
+            conn.close()
+    detail = (
+        f"{len(writers)} writer replica(s) of other processes: {in_use} in use by running"
+        f" processes, {stale} left by exited processes ({pending:,} changes not pushed);"
+        f" {len(readers)} read replica(s) of other processes"
+    )
+    if unknown:
+        detail += f"; {unknown} could not be inspected"
+    check("pending (replicas)", "warn" if pending or unknown else "ok",
+          detail + ("; run `cpl sync` to push them" if pending else ""))  # fmt: skip
+
+
+def _where(client: TursoClient) -> str:
+    if client.config.is_remote:
+        return client.config.url.split("?", 1)[0]
+    return client.config.local_path
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+# ----- parser -----------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) with the token scrubbed."""
+
+    secrets: Sequence[str] = ()
+
+    def error(self, message: str) -> NoReturn:
+        for secret in self.secrets:
+            message = message.replace(secret, REDACTED)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+P = TypeVar("P", bound=_Parser)
+
+
+def _common(parser_class: type[P], defaults: bool) -> P:
+    """Options accepted before and after the subcommand (``SUPPRESS`` keeps the first one)."""
+    p = parser_class(add_help=False)
+    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--database", metavar="PATH_OR_URL", default=d(None),
+                   help="database file or Turso URL (default: $TURSO_DATABASE_URL)")  # fmt: skip
+    p.add_argument("--auth-token", metavar="TOKEN", default=d(None),
+                   help="token for a remote database (default: $TURSO_AUTH_TOKEN)")  # fmt: skip
+    p.add_argument("--replica-dir", metavar="DIR", default=d(None),
+                   help="where cloud-mode replicas live (default: $CPL_REPLICA_DIR)")  # fmt: skip
+    p.add_argument("--json", action="store_true", default=d(False),
+                   help="machine-readable JSON output")  # fmt: skip
+    p.add_argument("--color", choices=("auto", "always", "never"), default=d("auto"),
+                   help="colour and tables (auto: on a terminal with rich installed)")  # fmt: skip
+    return p
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agent-type", action="append", metavar="TYPE",
+                   help="only this agent type (repeatable)")  # fmt: skip
+    p.add_argument("--status", action="append", choices=("running", "completed", "error"),
+                   help="only this status (repeatable)")  # fmt: skip
+    p.add_argument("--model", action="append", metavar="MODEL", help="only this model")
+    p.add_argument("--since", metavar="TIME",
+                   help="started at or after: ISO date/time (UTC) or an age like 24h, 7d")  # fmt: skip
+    p.add_argument("--until", metavar="TIME", help="started before this time")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _package_version() -> str:
+    """From the installed metadata: the package ``__init__`` may not have run (editable installs)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("claude-parallel-logging")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
+    class Parser(_Parser):
+        pass
+
+    Parser.secrets = tuple(secrets)
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    parser = Parser(
+        prog=invoked if invoked == "claude-parallel-logging" else PROG,
+        description="Browse, search and check the agent conversations logged by "
+        "claude-parallel-logging.",
+        parents=[_common(Parser, True)],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    common = _common(Parser, False)
+
+    p = sub.add_parser("sessions", parents=[common], help="list sessions, newest first")
+    _filters(p)
+    p.add_argument("--limit", type=_positive, default=50, help="page size (default 50)")
+    p.add_argument("--cursor", help="continue after the page that printed this cursor")
+    p.set_defaults(handler=cmd_sessions)
+
+    p = sub.add_parser("show", parents=[common], help="one session's transcript")
+    p.add_argument("session_id", metavar="ID", help="session id, SDK session id or id prefix")
+    p.add_argument("--format", choices=("text", "markdown", "jsonl"), default="text",
+                   help="text (default), or an export: markdown, jsonl")  # fmt: skip
+    p.add_argument("--max-chars", type=_non_negative, default=DEFAULT_MAX_CHARS,
+                   help=f"cut long texts in the text view (default {DEFAULT_MAX_CHARS}; 0: never)")  # fmt: skip
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("search", parents=[common], help="find sessions containing a text")
+    p.add_argument("text", metavar="TEXT", help="literal, case-insensitive text")
+    _filters(p)
+    p.add_argument("--limit", type=_positive, default=20, help="at most this many sessions")
+    p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser("stats", parents=[common], help="usage figures per agent, model or day")
+    p.add_argument("--group-by", choices=GROUP_BY_CHOICES, default="agent_type")
+    p.add_argument("--since", metavar="TIME", help="sessions started at or after (24h, 7d, ISO)")
+    p.add_argument("--until", metavar="TIME", help="sessions started before")
+    p.set_defaults(handler=cmd_stats)
+
+    p = sub.add_parser("sync", parents=[common], help="push what is pending to the remote")
+    p.add_argument("--timeout", type=_seconds, default=60.0, help="seconds (default 60)")
+    p.set_defaults(handler=cmd_sync)
+
+    p = sub.add_parser("doctor", parents=[common], help="check configuration and database")
+    p.set_defaults(handler=cmd_doctor)
+    return parser
+
+
+# ----- entry point ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console entry point; returns the exit status (0 ok, 1 error, 2 bad usage)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stdout, stderr = sys.stdout, sys.stderr
+    secrets = _secrets(None, argv)
+    parser = build_parser(secrets)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if getattr(args, "handler", None) is None:
+        parser.print_help(stderr)
+        return EXIT_USAGE
+    out = Output(stdout, stderr, args.color, _secrets(args, argv))
+    try:
+        code: int = args.handler(args, out)
+        stdout.flush()
+        return code
+    except (CliError, LoggingNotConfigured, DatabaseUnavailable, SchemaVersionError) as exc:
+        out.error(str(exc))
+    except ValueError as exc:  # bad --since, --cursor, ...
+        out.error(str(exc))
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_ERROR
+    except Exception as exc:
+        out.error(f"{type(exc).__name__}: {_one_line(exc)}")
+    return EXIT_ERROR
+
+
+def _silence_stdout() -> None:
+    """The reader went away (``| head``): drop what is left instead of failing at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# ----- transcript -------------------------------------------------------------------------------
+
+
+def _timeline(
+    detail: SessionDetail,
+) -> Iterator[tuple[MessageRecord | None, list[ToolExecutionRecord]]]:
+    """Messages in order, each with the tool executions it asked for; tools not tied to a logged
+    message come where their start time falls."""
+    by_message: dict[str, list[ToolExecutionRecord]] = {}
+    ids = {m.id for m in detail.messages}
+    loose: list[ToolExecutionRecord] = []
+    for t in detail.tool_executions:
+        if t.message_id and t.message_id in ids:
+            by_message.setdefault(t.message_id, []).append(t)
+        else:
+            loose.append(t)
+    for m in detail.messages:
+        early = [t for t in loose if t.started_at < m.created_at]
+        if early:
+            loose = [t for t in loose if t not in early]
+            yield None, early
+        yield m, by_message.get(m.id, [])
+    if loose:
+        yield None, loose
+
+
+def _header_lines(s: SessionSummary) -> list[tuple[str, str | None]]:
+    lines: list[tuple[str, str | None]] = [(f"Session {s.id}", "bold")]
+    if s.external_id:
+        lines.append((f"  SDK session: {s.external_id}", None))
+    provider = f" ({s.provider})" if s.provider else ""
+    lines.append((f"  agent: {s.agent_type}   model: {s.model}{provider}", None))
+    lines.append((f"  status: {s.status}", _STATUS_STYLE.get(s.status)))
+    if s.error_message:
+        lines.append((f"  error: {s.error_message}", "red"))
+    lines.append(
+        (
+            f"  started: {fmt_time(s.started_at, ms=True)} UTC   ended:"
+            f" {fmt_time(s.ended_at, ms=True)}{' UTC' if s.ended_at else ''}"
+            f"   duration: {fmt_ms(s.duration_ms)}",
+            None,
+        )
+    )
+    if s.metadata:
+        lines.append((f"  metadata: {as_text(s.metadata)}", "dim"))
+    return lines
+
+
+def totals_line(s: SessionSummary) -> str:
+    """Session totals; figures the agent did not report are left out rather than shown as 0."""
+    parts = [f"{s.message_count} messages", f"{s.tool_count} tool calls"]
+    if s.tool_error_count:
+        parts[-1] += f" ({s.tool_error_count} failed)"
+    tokens = [
+        f"{fmt_int(n)} {label}"
+        for n, label in (
+            (s.input_tokens, "in"),
+            (s.output_tokens, "out"),
+            (s.cache_read_tokens, "cache read"),
+            (s.cache_creation_tokens, "cache write"),
+        )
+        if n is not None
+    ]
+    if tokens:
+        parts.append("tokens " + ", ".join(tokens))
+    if s.cost_usd is not None:
+        parts.append(f"cost {fmt_cost(s.cost_usd)}")
+    if s.num_turns is not None:
+        parts.append(f"{s.num_turns} turns")
+    if s.duration_ms is not None:
+        parts.append(f"duration {fmt_ms(s.duration_ms)}")
+    return "Totals: " + "; ".join(parts)
+
+
+def _indent(text: str, prefix: str) -> list[str]:
+    """``prefix`` on the first line, continuation lines aligned under the text."""
+    pad = " " * len(prefix)
+    return [(prefix if i == 0 else pad) + line for i, line in enumerate(text.splitlines() or [""])]
+
+
+def _tool_lines(
+    t: ToolExecutionRecord, limit: int, shown_input: Any = None
+) -> list[tuple[str, str | None]]:
+    style = _STATUS_STYLE.get(t.status)
+    head = f"    tool {t.tool_name}: {t.status}, {fmt_ms(t.duration_ms)}"
+    if t.tool_use_id:
+        head += f"  [{t.tool_use_id}]"
+    lines: list[tuple[str, str | None]] = [(head, style)]
+    if t.input is not None and t.input != shown_input:
+        lines += [(x, None) for x in _indent(clip(as_text(t.input), limit), "      input: ")]
+    if t.output is not None:
+        head = f"      output ({len(t.output):,} chars): "
+        lines += [(x, None) for x in _indent(clip(t.output, limit), head)]
+    if t.error is not None:
+        lines += [(x, "red") for x in _indent(clip(t.error, limit), "      error: ")]
+    return lines
+
+
+def transcript_lines(detail: SessionDetail, limit: int) -> list[tuple[str, str | None]]:
+    """The readable transcript: header, each message with its tool calls, then totals."""
+    lines = _header_lines(detail.session)
+    outputs: set[str] = set()
+    for m, tools in _timeline(detail):
+        lines.append(("", None))
+        if m is not None:
+            bits = [f"#{m.sequence} {m.role}", fmt_time(m.created_at)]
+            if m.model:
+                bits.append(m.model)
+            if m.input_tokens is not None or m.output_tokens is not None:
+                bits.append(f"{fmt_int(m.input_tokens)} in / {fmt_int(m.output_tokens)} out")
+            if m.parent_tool_use_id:
+                bits.append(f"inside {m.parent_tool_use_id}")
+            lines.append((" | ".join(bits), "bold cyan" if m.role == "user" else "bold"))
+            if m.role == "tool" and m.content and m.content in outputs:
+                name = f" {m.tool_name}" if m.tool_name else ""
+                lines.append((f"  (result of{name}: the tool output shown above)", "dim"))
+            elif m.content:
+                lines += [(x, None) for x in _indent(clip(m.content, limit), "  ")]
+            if m.tool_name and m.tool_input is not None:
+                call = f"  -> {m.tool_name} "
+                lines += [(x, "magenta") for x in _indent(clip(as_text(m.tool_input), limit), call)]
+        for t in tools:
+            lines += _tool_lines(t, limit, m.tool_input if m is not None else None)
+            outputs.update(x for x in (t.output, t.error) if x)
+    lines.append(("", None))
+    lines.append((totals_line(detail.session), "bold"))
+    return lines
+
+
+def _fence(text: str, info: str = "") -> str:
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}\n"
+
+
+def transcript_markdown(detail: SessionDetail) -> str:
+    """A complete export (nothing cut) that reads well on GitHub."""
+    s = detail.session
+    parts = [f"# Session `{s.id}`\n\n", "| | |\n|---|---|\n"]
+    fields = [
+        ("SDK session", s.external_id), ("agent", s.agent_type), ("model", s.model),
+        ("provider", s.provider), ("status", s.status), ("error", s.error_message),
+        ("started (UTC)", fmt_time(s.started_at, ms=True)),
+        ("ended (UTC)", fmt_time(s.ended_at, ms=True)), ("duration", fmt_ms(s.duration_ms)),
+        ("cost", fmt_cost(s.cost_usd)),
+        ("tokens", f"{fmt_int(s.input_tokens)} in, {fmt_int(s.output_tokens)} out,"
+                   f" {fmt_int(s.cache_read_tokens)} cache read,"
+                   f" {fmt_int(s.cache_creation_tokens)} cache write"),
+    ]  # fmt: skip
+    for name, value in fields:
+        if value:
+            cell = str(value).replace("|", "\\|").replace("\n", " ")
+            parts.append(f"| {name} | {cell} |\n")
+    if s.metadata:
+        parts.append(f"\nMetadata:\n\n{_fence(json.dumps(s.metadata, indent=2), 'json')}")
+    for m, tools in _timeline(detail):
+        if m is not None:
+            title = f"\n## {m.sequence}. {m.role}"
+            if m.tool_name:
+                title += f" - `{m.tool_name}`"
+            parts.append(f"{title}\n\n_{fmt_time(m.created_at, ms=True)} UTC_\n\n")
+            if m.content:
+                parts.append(m.content.rstrip() + "\n\n")
+            if m.tool_input is not None:
+                parts.append(_fence(json.dumps(m.tool_input, indent=2, ensure_ascii=False), "json"))
+        for t in tools:
+            parts.append(f"\n### Tool `{t.tool_name}`: {t.status}, {fmt_ms(t.duration_ms)}\n\n")
+            if t.input is not None and (m is None or t.input != m.tool_input):
+                parts.append("Input:\n\n")
+                parts.append(_fence(json.dumps(t.input, indent=2, ensure_ascii=False), "json"))
+            if t.output is not None:
+                parts.append(f"\nOutput ({len(t.output):,} chars):\n\n{_fence(t.output)}")
+            if t.error is not None:
+                parts.append(f"\nError:\n\n{_fence(t.error)}")
+    parts.append(f"\n---\n\n{totals_line(s)}\n")
+    return "".join(parts)
+
+
+def jsonl_records(detail: SessionDetail) -> Iterator[dict[str, Any]]:
+    """One JSON object per line: the session, then messages and tool executions in order."""
+    yield {"type": "session", **detail.session.to_dict()}
+    for m, tools in _timeline(detail):
+        if m is not None:
+            yield {"type": "message", **asdict(m)}
+        for t in tools:
+            yield {"type": "tool_execution", **asdict(t)}

@@ -1,0 +1,1004 @@
+"""Reading the logs back: sessions, transcripts, search and usage figures.
+
+Every function takes an optional ``client`` (default: the shared one) and only reads. In local mode
+each call opens the file briefly (other processes wait for its lock); in cloud mode it reads a
+replica pulled from the remote first, so it sees what every process has pushed, not only ours.
+Rows this process logged but has not yet flushed (or pushed) are not visible: ``flush()`` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Literal
+
+from .client import TursoClient, get_turso_client
+from .schema import current_version
+from .serialize import iso_utc
+
+__all__ = [
+    "DatabaseUnavailable",
+    "LoggingNotConfigured",
+    "MessageRecord",
+    "SearchHit",
+    "SessionDetail",
+    "SessionPage",
+    "SessionSummary",
+    "ToolExecutionRecord",
+    "UsageRow",
+    "aget_session",
+    "alist_sessions",
+    "asearch_sessions",
+    "ausage_summary",
+    "get_session",
+    "list_sessions",
+    "parse_time",
+    "search_sessions",
+    "usage_summary",
+]
+
+GroupBy = Literal["agent_type", "model", "day"]
+GROUP_BY_CHOICES: tuple[str, ...] = ("agent_type", "model", "day")
+TimeLike = str | float | int | datetime | date
+Filter = str | Sequence[str] | None
+
+SNIPPET_CONTEXT = 60
+_PREFIX_MIN = 6
+_RESULT_ROLE = "result"  # the Claude SDK's end-of-turn summary: its tokens repeat the turn's
+
+
+class LoggingNotConfigured(RuntimeError):
+    """No database is configured, so there is nothing to read."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "logging is not configured: set TURSO_DATABASE_URL (and TURSO_AUTH_TOKEN for a "
+            "remote database) or call configure(database_url=...)"
+        )
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database exists in the configuration but cannot be opened or reached."""
+
+
+# ----- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One session with its totals. Tokens fall back to the sum over its messages when the session
+    itself has none yet (still running, or an agent that reports tokens per message only);
+    ``result`` rows are left out of that sum since they repeat the turn's totals."""
+
+    id: str
+    agent_type: str
+    model: str
+    provider: str | None
+    status: str
+    started_at: str
+    ended_at: str | None
+    error_message: str | None
+    external_id: str | None
+    metadata: Any
+    message_count: int
+    tool_count: int
+    tool_error_count: int
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None
+    cache_creation_tokens: int | None
+    cost_usd: float | None
+    duration_ms: int | None
+    num_turns: int | None
+
+    @property
+    def total_tokens(self) -> int | None:
+        """Every token the model read or wrote, cache included; ``None`` when none is known."""
+        parts = (
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_creation_tokens,
+        )
+        known = [p for p in parts if p is not None]
+        return sum(known) if known else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_tokens": self.total_tokens}
+
+
+class SessionPage(list[SessionSummary]):
+    """A page of sessions; ``next_cursor`` fetches the next one (``None`` on the last page)."""
+
+    def __init__(
+        self, items: Iterable[SessionSummary] = (), next_cursor: str | None = None
+    ) -> None:
+        super().__init__(items)
+        self.next_cursor = next_cursor
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: str
+    session_id: str
+    sequence: int
+    role: str
+    content: str | None
+    tool_name: str | None
+    tool_input: Any
+    tool_output: Any
+    created_at: str
+    token_count: int | None
+    external_id: str | None
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    parent_tool_use_id: str | None
+    metadata: Any = None
+
+
+@dataclass(frozen=True)
+class ToolExecutionRecord:
+    id: str
+    session_id: str
+    message_id: str | None
+    tool_name: str
+    status: str
+    input: Any
+    output: str | None
+    error: str | None
+    started_at: str
+    ended_at: str | None
+    duration_ms: int | None
+    tool_use_id: str | None
+    parent_tool_use_id: str | None
+
+
+@dataclass(frozen=True)
+class SessionDetail:
+    session: SessionSummary
+    messages: tuple[MessageRecord, ...]
+    tool_executions: tuple[ToolExecutionRecord, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session": self.session.to_dict(),
+            "messages": [asdict(m) for m in self.messages],
+            "tool_executions": [asdict(t) for t in self.tool_executions],
+        }
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A matching session, with the first place it matched (see ``WHERE_*``) and text around it.
+
+    For a JSON column the snippet starts with the key path of the value that matched."""
+
+    session: SessionSummary
+    where: str
+    snippet: str
+    sequence: int | None = None
+    role: str | None = None
+    tool_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session": self.session.to_dict(),
+            "where": self.where,
+            "snippet": self.snippet,
+            "sequence": self.sequence,
+            "role": self.role,
+            "tool_name": self.tool_name,
+        }
+
+
+WHERE_MESSAGE = "message.content"
+WHERE_MESSAGE_TOOL_INPUT = "message.tool_input"
+WHERE_MESSAGE_TOOL_OUTPUT = "message.tool_output"
+WHERE_TOOL_INPUT = "tool.input"
+WHERE_TOOL_OUTPUT = "tool.output"
+WHERE_TOOL_ERROR = "tool.error"
+WHERE_SESSION_ERROR = "session.error_message"
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Figures for one group. Rates count finished sessions and tools only (not ``running``);
+    percentiles interpolate linearly between ranks, over tools with a known duration."""
+
+    group: str
+    sessions: int
+    completed: int
+    errors: int
+    running: int
+    success_rate: float | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    cost_usd: float
+    tool_calls: int
+    tool_errors: int
+    tool_error_rate: float | None
+    p50_tool_ms: float | None
+    p95_tool_ms: float | None
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_creation_tokens
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_tokens": self.total_tokens}
+
+
+# ----- helpers ----------------------------------------------------------------------------------
+
+
+def _resolve(client: TursoClient | None) -> TursoClient:
+    resolved = client if client is not None else get_turso_client()
+    if resolved is None:
+        raise LoggingNotConfigured()
+    return resolved
+
+
+def _where_label(client: TursoClient) -> str:
+    if client.config.is_remote:
+        return client.config.url.split("?", 1)[0]
+    return client.config.local_path
+
+
+@contextmanager
+def _reading(client: TursoClient | None) -> Iterator[Any | None]:
+    """A connection, or ``None`` when there is nothing to read yet (no file, empty remote).
+
+    A missing local file is not created: a typo in a path must not leave databases around.
+    """
+    resolved = _resolve(client)
+    store = resolved.reader()
+    if store.mode == "local":
+        path = resolved.config.local_path
+        if not os.path.exists(path):
+            yield None
+            return
+        if os.path.isdir(path):
+            raise DatabaseUnavailable(f"cannot open database {path}: it is a directory")
+    ctx = store.read()
+    try:
+        conn = ctx.__enter__()
+    except Exception as exc:
+        raise DatabaseUnavailable(
+            f"cannot open database {_where_label(resolved)}: {_one_line(exc)}"
+        ) from exc
+    try:
+        yield conn if current_version(conn) > 0 else None
+    except BaseException as exc:
+        if not ctx.__exit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        ctx.__exit__(None, None, None)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+def parse_time(value: TimeLike) -> str:
+    """A bound for ``since``/``until`` as stored text (UTC, milliseconds).
+
+    Accepts datetimes (naive ones are UTC), dates, epoch seconds, ISO-8601 strings and relative
+    ages such as ``"90m"``, ``"24h"``, ``"7d"``, ``"2w"`` (that long before now).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a time: {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"not a time: {value!r}")
+        return iso_utc(float(value))
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return iso_utc(dt.timestamp())
+    if isinstance(value, date):
+        return f"{value.isoformat()}T00:00:00.000Z"
+    text = str(value).strip()
+    rel = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text, re.IGNORECASE)
+    if rel:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+        delta = timedelta(**{unit[rel.group(2).lower()]: float(rel.group(1))})
+        return iso_utc((datetime.now(timezone.utc) - delta).timestamp())
+    iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+    iso = re.sub(r"(\.\d{1,6})\d*", lambda m: m.group(1).ljust(7, "0"), iso, count=1)
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", iso):
+            return f"{date.fromisoformat(iso).isoformat()}T00:00:00.000Z"
+        parsed = datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError(
+            f"not a time: {value!r} (use ISO-8601 such as 2026-01-31 or 2026-01-31T12:00:00Z, "
+            "or an age such as 24h or 7d)"
+        ) from None
+    return parse_time(parsed)
+
+
+def _json(value: Any) -> Any:
+    """JSON columns back to Python; text that is not JSON is returned as it is."""
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _encode_cursor(started_at: str, session_id: str) -> str:
+    raw = json.dumps([started_at, session_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started_at, session_id = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError(f"invalid cursor: {cursor[:60]!r}") from None
+    if not isinstance(started_at, str) or not isinstance(session_id, str):
+        raise ValueError(f"invalid cursor: {cursor[:60]!r}")
+    return started_at, session_id
+
+
+def _values(value: Filter) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _filters(
+    alias: str,
+    agent_type: Filter = None,
+    status: Filter = None,
+    model: Filter = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+) -> tuple[list[str], list[Any]]:
+    """``since`` is inclusive, ``until`` exclusive, both on ``started_at``."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for col, value in (("agent_type", agent_type), ("status", status), ("model", model)):
+        vals = _values(value)
+        if vals:
+            clauses.append(f"{alias}.{col} IN ({', '.join('?' for _ in vals)})")
+            params.extend(vals)
+    if since is not None:
+        clauses.append(f"{alias}.started_at >= ?")
+        params.append(parse_time(since))
+    if until is not None:
+        clauses.append(f"{alias}.started_at < ?")
+        params.append(parse_time(until))
+    return clauses, params
+
+
+_SESSION_COLS = (
+    "id, agent_type, model, provider, status, started_at, ended_at, error_message, external_id, "
+    "metadata, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, cost_usd, "
+    "duration_ms, num_turns"
+)
+
+
+def _session_cols(alias: str) -> str:
+    return ", ".join(f"{alias}.{c.strip()}" for c in _SESSION_COLS.split(","))
+
+
+def _chunks(items: Sequence[str], size: int = 400) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _duration(start: str | None, end: str | None) -> int | None:
+    if not start or not end:
+        return None
+    try:
+        a = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        b = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0, round((b - a).total_seconds() * 1000))
+
+
+def _summaries(conn: Any, rows: Sequence[Sequence[Any]]) -> list[SessionSummary]:
+    """Session rows (``_SESSION_COLS`` order) plus message and tool totals, in three queries."""
+    ids = [str(r[0]) for r in rows]
+    msg: dict[str, tuple[int, int | None, int | None]] = {}
+    tools: dict[str, tuple[int, int]] = {}
+    for part in _chunks(ids):
+        marks = ", ".join("?" for _ in part)
+        for sid, n, itok, otok in conn.execute(
+            "SELECT session_id, COUNT(*),"
+            f" SUM(CASE WHEN role = '{_RESULT_ROLE}' THEN NULL ELSE input_tokens END),"
+            f" SUM(CASE WHEN role = '{_RESULT_ROLE}' THEN NULL ELSE output_tokens END)"
+            f" FROM messages WHERE session_id IN ({marks}) GROUP BY session_id",
+            tuple(part),
+        ).fetchall():
+            msg[sid] = (int(n), itok, otok)
+        for sid, n, errors in conn.execute(
+            "SELECT session_id, COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END)"
+            f" FROM tool_executions WHERE session_id IN ({marks}) GROUP BY session_id",
+            tuple(part),
+        ).fetchall():
+            tools[sid] = (int(n), int(errors or 0))
+    out: list[SessionSummary] = []
+    for r in rows:
+        sid = str(r[0])
+        n_msg, m_in, m_out = msg.get(sid, (0, None, None))
+        n_tool, n_err = tools.get(sid, (0, 0))
+        out.append(
+            SessionSummary(
+                id=sid,
+                agent_type=r[1],
+                model=r[2],
+                provider=r[3],
+                status=r[4],
+                started_at=r[5],
+                ended_at=r[6],
+                error_message=r[7],
+                external_id=r[8],
+                metadata=_json(r[9]),
+                message_count=n_msg,
+                tool_count=n_tool,
+                tool_error_count=n_err,
+                input_tokens=r[10] if r[10] is not None else m_in,
+                output_tokens=r[11] if r[11] is not None else m_out,
+                cache_read_tokens=r[12],
+                cache_creation_tokens=r[13],
+                cost_usd=r[14],
+                duration_ms=r[15] if r[15] is not None else _duration(r[5], r[6]),
+                num_turns=r[16],
+            )
+        )
+    return out
+
+
+# ----- list -------------------------------------------------------------------------------------
+
+
+def list_sessions(
+    limit: int = 50,
+    agent_type: Filter = None,
+    status: Filter = None,
+    model: Filter = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    cursor: str | None = None,
+    *,
+    client: TursoClient | None = None,
+) -> SessionPage:
+    """Newest first. Pages are keyset-based on ``(started_at, id)``: sessions that arrive
+    between two pages never shift or repeat rows of the pages still to come."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    clauses, params = _filters("s", agent_type, status, model, since, until)
+    if cursor:
+        started_at, last_id = _decode_cursor(cursor)
+        clauses.append("(s.started_at < ? OR (s.started_at = ? AND s.id < ?))")
+        params.extend([started_at, started_at, last_id])
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        f"SELECT {_session_cols('s')} FROM sessions s {where}"
+        " ORDER BY s.started_at DESC, s.id DESC LIMIT ?"
+    )
+    with _reading(client) as conn:
+        if conn is None:
+            return SessionPage()
+        rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+        summaries = _summaries(conn, rows[:limit])
+    next_cursor = None
+    if len(rows) > limit and summaries:
+        last = summaries[-1]
+        next_cursor = _encode_cursor(last.started_at, last.id)
+    return SessionPage(summaries, next_cursor)
+
+
+# ----- one session ------------------------------------------------------------------------------
+
+_MESSAGE_COLS = (
+    "id, session_id, sequence, role, content, tool_name, tool_input, tool_output, created_at, "
+    "token_count, external_id, model, input_tokens, output_tokens, parent_tool_use_id"
+)
+
+
+def _has_column(conn: Any, table: str, column: str) -> bool:
+    """Schema 3 added ``messages.metadata``; a remote written by older versions lacks it."""
+    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info({table})").fetchall())
+
+
+_TOOL_COLS = (
+    "id, session_id, message_id, tool_name, status, input, output, error, started_at, ended_at, "
+    "duration_ms, tool_use_id, parent_tool_use_id"
+)
+
+
+def _find_session_row(conn: Any, session_id: str) -> Sequence[Any] | None:
+    """Our id, else the SDK's id (``external_id``, newest), else a unique id prefix."""
+    cols = _session_cols("s")
+    row = conn.execute(f"SELECT {cols} FROM sessions s WHERE s.id = ?", (session_id,)).fetchone()
+    if row is None:
+        row = conn.execute(
+            f"SELECT {cols} FROM sessions s WHERE s.external_id = ?"
+            " ORDER BY s.started_at DESC, s.id DESC LIMIT 1",
+            (session_id,),
+        ).fetchone()
+    if row is None and len(session_id) >= _PREFIX_MIN:
+        rows = conn.execute(
+            f"SELECT {cols} FROM sessions s WHERE substr(s.id, 1, ?) = ? LIMIT 2",
+            (len(session_id), session_id),
+        ).fetchall()
+        row = rows[0] if len(rows) == 1 else None
+    return row  # type: ignore[no-any-return]
+
+
+def get_session(session_id: str, *, client: TursoClient | None = None) -> SessionDetail | None:
+    """The whole session: messages in sequence order, tool executions in start order."""
+    session_id = str(session_id).strip()
+    if not session_id:
+        return None
+    with _reading(client) as conn:
+        if conn is None:
+            return None
+        row = _find_session_row(conn, session_id)
+        if row is None:
+            return None
+        summary = _summaries(conn, [row])[0]
+        meta_col = "metadata" if _has_column(conn, "messages", "metadata") else "NULL"
+        msg_rows = conn.execute(
+            f"SELECT {_MESSAGE_COLS}, {meta_col} FROM messages WHERE session_id = ?"
+            " ORDER BY sequence, created_at, rowid",
+            (summary.id,),
+        ).fetchall()
+        tool_rows = conn.execute(
+            f"SELECT {_TOOL_COLS} FROM tool_executions WHERE session_id = ?"
+            " ORDER BY started_at, rowid",
+            (summary.id,),
+        ).fetchall()
+    messages = tuple(
+        MessageRecord(
+            id=r[0],
+            session_id=r[1],
+            sequence=int(r[2]),
+            role=r[3],
+            content=r[4],
+            tool_name=r[5],
+            tool_input=_json(r[6]),
+            tool_output=_json(r[7]),
+            created_at=r[8],
+            token_count=r[9],
+            external_id=r[10],
+            model=r[11],
+            input_tokens=r[12],
+            output_tokens=r[13],
+            parent_tool_use_id=r[14],
+            metadata=_json(r[15]),
+        )
+        for r in msg_rows
+    )
+    tools = tuple(
+        ToolExecutionRecord(
+            id=r[0],
+            session_id=r[1],
+            message_id=r[2],
+            tool_name=r[3],
+            status=r[4],
+            input=_json(r[5]),
+            output=r[6],
+            error=r[7],
+            started_at=r[8],
+            ended_at=r[9],
+            duration_ms=r[10] if r[10] is not None else _duration(r[8], r[9]),
+            tool_use_id=r[11],
+            parent_tool_use_id=r[12],
+        )
+        for r in tool_rows
+    )
+    return SessionDetail(summary, messages, tools)
+
+
+# ----- search -----------------------------------------------------------------------------------
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _json_values(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(key path, text) of every string and number inside a JSON value; keys are not content."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, (int, float)):
+        yield path, json.dumps(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _json_values(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _json_values(v, f"{path}[{i}]")
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    """SQL ``LIKE`` narrows the candidates, Python decides.
+
+    ``LIKE`` folds ASCII case only, so other cased letters become ``_`` in the pattern. JSON columns
+    are matched on the values inside them (the SQL looks for the JSON-escaped text as well), so
+    ``\\`` or ``"`` do not match JSON's own escapes and quotes.
+    """
+
+    needle: str
+    raw: str
+    pattern: str
+    json_pattern: str
+
+    @classmethod
+    def build(cls, query: str) -> _Matcher:
+        def pattern(text: str) -> str:
+            parts = [
+                "_" if ord(c) >= 128 and c.lower() != c.upper() else _like_escape(c) for c in text
+            ]
+            return "%" + "".join(parts) + "%"
+
+        json_form = json.dumps(query, ensure_ascii=False)[1:-1]
+        return cls(query.lower(), query, pattern(query), pattern(json_form))
+
+    def find_text(self, text: Any) -> str | None:
+        """A snippet around the first hit in ``text``, or ``None``."""
+        if not isinstance(text, str):
+            return None
+        pos = text.lower().find(self.needle)
+        return None if pos < 0 else self._snippet(text, pos)
+
+    def find_json(self, stored: Any) -> str | None:
+        """A snippet (``key: …text…``) of the first value inside stored JSON containing the text;
+        stored text that is not JSON (cut by the payload limit, say) is searched as it is."""
+        if not isinstance(stored, str):
+            return None
+        try:
+            value = json.loads(stored)
+        except ValueError:
+            return self.find_text(stored)
+        for path, text in _json_values(value):
+            snippet = self.find_text(text)
+            if snippet is not None:
+                return f"{path}: {snippet}" if path else snippet
+        return None
+
+    def _snippet(self, text: str, pos: int) -> str:
+        start = max(0, pos - SNIPPET_CONTEXT)
+        end = min(len(text), pos + len(self.raw) + SNIPPET_CONTEXT)
+        body = " ".join(text[start:end].split())
+        return ("…" if start > 0 else "") + body + ("…" if end < len(text) else "")
+
+
+_LIKE = "LIKE ? ESCAPE '\\'"
+
+
+def _match_sql(cols: Sequence[tuple[str, bool]]) -> str:
+    return " OR ".join(
+        f"{col} {_LIKE}" + (f" OR {col} {_LIKE}" if is_json else "") for col, is_json in cols
+    )
+
+
+def _match_params(m: _Matcher, cols: Sequence[tuple[str, bool]]) -> list[str]:
+    params: list[str] = []
+    for _col, is_json in cols:
+        params.append(m.pattern)
+        if is_json:
+            params.append(m.json_pattern)
+    return params
+
+
+_MESSAGE_MATCH = (("content", False), ("tool_input", True), ("tool_output", True))
+_TOOL_MATCH = (("input", True), ("output", False), ("error", False))
+
+
+@dataclass(frozen=True)
+class _Hit:
+    at: str
+    where: str
+    snippet: str
+    sequence: int | None = None
+    role: str | None = None
+    tool_name: str | None = None
+
+
+def _first_message_hit(conn: Any, m: _Matcher, session_id: str) -> _Hit | None:
+    cur = conn.execute(
+        "SELECT created_at, sequence, role, tool_name, content, tool_input, tool_output"
+        f" FROM messages WHERE session_id = ? AND ({_match_sql(_MESSAGE_MATCH)})"
+        " ORDER BY sequence, rowid",
+        (session_id, *_match_params(m, _MESSAGE_MATCH)),
+    )
+    for _ in range(10_000_000):
+        row = cur.fetchone()
+        if row is None:
+            return None
+        for where, snippet in (
+            (WHERE_MESSAGE, m.find_text(row[4])),
+            (WHERE_MESSAGE_TOOL_INPUT, m.find_json(row[5])),
+            (WHERE_MESSAGE_TOOL_OUTPUT, m.find_json(row[6])),
+        ):
+            if snippet is not None:
+                return _Hit(row[0], where, snippet, int(row[1]), row[2], row[3])
+    return None
+
+
+def _first_tool_hit(conn: Any, m: _Matcher, session_id: str) -> _Hit | None:
+    cur = conn.execute(
+        "SELECT started_at, tool_name, input, output, error FROM tool_executions"
+        f" WHERE session_id = ? AND ({_match_sql(_TOOL_MATCH)}) ORDER BY started_at, rowid",
+        (session_id, *_match_params(m, _TOOL_MATCH)),
+    )
+    for _ in range(10_000_000):
+        row = cur.fetchone()
+        if row is None:
+            return None
+        for where, snippet in (
+            (WHERE_TOOL_INPUT, m.find_json(row[2])),
+            (WHERE_TOOL_OUTPUT, m.find_text(row[3])),
+            (WHERE_TOOL_ERROR, m.find_text(row[4])),
+        ):
+            if snippet is not None:
+                return _Hit(row[0], where, snippet, tool_name=row[1])
+    return None
+
+
+def _first_hit(conn: Any, m: _Matcher, session_id: str, error_message: Any) -> _Hit | None:
+    """The earliest place in the session that contains the text; the session's error last."""
+    msg = _first_message_hit(conn, m, session_id)
+    tool = _first_tool_hit(conn, m, session_id)
+    if msg is not None and (tool is None or msg.at <= tool.at):
+        return msg
+    if tool is not None:
+        return tool
+    snippet = m.find_text(error_message)
+    return None if snippet is None else _Hit("", WHERE_SESSION_ERROR, snippet)
+
+
+def search_sessions(
+    query: str,
+    limit: int = 20,
+    *,
+    agent_type: Filter = None,
+    status: Filter = None,
+    model: Filter = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    client: TursoClient | None = None,
+) -> list[SearchHit]:
+    """Sessions (newest first) whose messages, tool inputs/outputs or errors contain ``query``.
+
+    Case-insensitive; every character, ``%``, ``_``, quotes and backslashes included, is literal.
+    """
+    if not isinstance(query, str) or not query:
+        raise ValueError("search text must not be empty")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    m = _Matcher.build(query)
+    clauses, params = _filters("s", agent_type, status, model, since, until)
+    clauses.append(
+        f"(s.error_message {_LIKE}"
+        f" OR s.id IN (SELECT session_id FROM messages WHERE {_match_sql(_MESSAGE_MATCH)})"
+        f" OR s.id IN (SELECT session_id FROM tool_executions WHERE {_match_sql(_TOOL_MATCH)}))"
+    )
+    params.extend([m.pattern, *_match_params(m, _MESSAGE_MATCH), *_match_params(m, _TOOL_MATCH)])
+    base = f"SELECT {_session_cols('s')} FROM sessions s WHERE {' AND '.join(clauses)}"
+    batch = max(2 * limit, 50)
+    hits: list[tuple[Sequence[Any], _Hit]] = []
+    with _reading(client) as conn:
+        if conn is None:
+            return []
+        after: tuple[str, str] | None = None
+        for _ in range(1_000_000):  # candidate batches, newest first, until ``limit`` hits
+            keyset, extra = "", []
+            if after is not None:
+                keyset = " AND (s.started_at < ? OR (s.started_at = ? AND s.id < ?))"
+                extra = [after[0], after[0], after[1]]
+            rows = conn.execute(
+                f"{base}{keyset} ORDER BY s.started_at DESC, s.id DESC LIMIT ?",
+                (*params, *extra, batch),
+            ).fetchall()
+            for row in rows:
+                hit = _first_hit(conn, m, row[0], row[7])
+                if hit is not None:
+                    hits.append((row, hit))
+                    if len(hits) >= limit:
+                        break
+            if len(hits) >= limit or len(rows) < batch:
+                break
+            after = (rows[-1][5], rows[-1][0])
+        summaries = _summaries(conn, [row for row, _ in hits])
+    return [
+        SearchHit(summary, h.where, h.snippet, h.sequence, h.role, h.tool_name)
+        for summary, (_, h) in zip(summaries, hits)
+    ]
+
+
+# ----- usage ------------------------------------------------------------------------------------
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default, ``method='inclusive'``)."""
+    if not sorted_values:
+        return None
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    frac = pos - lo
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
+
+
+def usage_summary(
+    group_by: GroupBy | str = "agent_type",
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    *,
+    agent_type: Filter = None,
+    model: Filter = None,
+    client: TursoClient | None = None,
+) -> list[UsageRow]:
+    """Per group (sorted by key): sessions, success rate, tokens, cost, tool error rate and
+    p50/p95 tool duration. A day is the UTC date the session started."""
+    if group_by not in GROUP_BY_CHOICES:
+        raise ValueError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}, got {group_by!r}")
+    key = "substr(s.started_at, 1, 10)" if group_by == "day" else f"s.{group_by}"
+    clauses, params = _filters("s", agent_type, None, model, since, until)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+    def msum(col: str) -> str:
+        return (
+            f"SUM(COALESCE(s.{col}, (SELECT SUM(m.{col}) FROM messages m"
+            f" WHERE m.session_id = s.id AND m.role <> '{_RESULT_ROLE}')))"
+        )
+
+    session_sql = (
+        f"SELECT {key} AS k, COUNT(*),"
+        " SUM(CASE WHEN s.status = 'completed' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN s.status = 'running' THEN 1 ELSE 0 END),"
+        f" {msum('input_tokens')}, {msum('output_tokens')},"
+        " SUM(s.cache_read_tokens), SUM(s.cache_creation_tokens), TOTAL(s.cost_usd)"
+        f" FROM sessions s {where} GROUP BY k ORDER BY k"
+    )
+    tool_sql = (
+        f"SELECT {key} AS k, COUNT(*),"
+        " SUM(CASE WHEN t.status = 'running' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN t.status = 'error' THEN 1 ELSE 0 END)"
+        f" FROM tool_executions t JOIN sessions s ON s.id = t.session_id {where} GROUP BY k"
+    )
+    dur_where = " AND ".join([*clauses, "t.duration_ms IS NOT NULL"])
+    duration_sql = (
+        f"SELECT {key} AS k, t.duration_ms FROM tool_executions t"
+        f" JOIN sessions s ON s.id = t.session_id WHERE {dur_where}"
+    )
+    with _reading(client) as conn:
+        if conn is None:
+            return []
+        session_rows = conn.execute(session_sql, tuple(params)).fetchall()
+        tool_rows = {r[0]: r for r in conn.execute(tool_sql, tuple(params)).fetchall()}
+        durations: dict[Any, list[float]] = {}
+        cur = conn.execute(duration_sql, tuple(params))
+        for _ in range(100_000_000):
+            chunk = cur.fetchmany(5000)
+            if not chunk:
+                break
+            for k, ms in chunk:
+                durations.setdefault(k, []).append(float(ms))
+    out: list[UsageRow] = []
+    for k, n, done, err, running, itok, otok, cread, ccreate, cost in session_rows:
+        _, tools, tools_running, tool_err = tool_rows.get(k, (k, 0, 0, 0))
+        finished = int(n) - int(running or 0)
+        tools_finished = int(tools) - int(tools_running or 0)
+        ds = sorted(durations.get(k, []))
+        out.append(
+            UsageRow(
+                group="<none>" if k is None else str(k),
+                sessions=int(n),
+                completed=int(done or 0),
+                errors=int(err or 0),
+                running=int(running or 0),
+                success_rate=(int(done or 0) / finished) if finished else None,
+                input_tokens=int(itok or 0),
+                output_tokens=int(otok or 0),
+                cache_read_tokens=int(cread or 0),
+                cache_creation_tokens=int(ccreate or 0),
+                cost_usd=float(cost or 0.0),
+                tool_calls=int(tools),
+                tool_errors=int(tool_err or 0),
+                tool_error_rate=(int(tool_err or 0) / tools_finished) if tools_finished else None,
+                p50_tool_ms=_percentile(ds, 0.5),
+                p95_tool_ms=_percentile(ds, 0.95),
+            )
+        )
+    return out
+
+
+# ----- asyncio ----------------------------------------------------------------------------------
+
+
+async def alist_sessions(
+    limit: int = 50,
+    agent_type: Filter = None,
+    status: Filter = None,
+    model: Filter = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    cursor: str | None = None,
+    *,
+    client: TursoClient | None = None,
+) -> SessionPage:
+    """``list_sessions`` in a worker thread, so the event loop keeps running."""
+    return await asyncio.to_thread(
+        list_sessions, limit, agent_type, status, model, since, until, cursor, client=client
+    )
+
+
+async def aget_session(
+    session_id: str, *, client: TursoClient | None = None
+) -> SessionDetail | None:
+    """``get_session`` in a worker thread."""
+    return await asyncio.to_thread(get_session, session_id, client=client)
+
+
+async def asearch_sessions(
+    query: str,
+    limit: int = 20,
+    *,
+    agent_type: Filter = None,
+    status: Filter = None,
+    model: Filter = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    client: TursoClient | None = None,
+) -> list[SearchHit]:
+    """``search_sessions`` in a worker thread."""
+    return await asyncio.to_thread(
+        search_sessions,
+        query,
+        limit,
+        agent_type=agent_type,
+        status=status,
+        model=model,
+        since=since,
+        until=until,
+        client=client,
+    )
+
+
+async def ausage_summary(
+    group_by: GroupBy | str = "agent_type",
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    *,
+    agent_type: Filter = None,
+    model: Filter = None,
+    client: TursoClient | None = None,
+) -> list[UsageRow]:
+    """``usage_summary`` in a worker thread."""
+    return await asyncio.to_thread(
+        usage_summary, group_by, since, until, agent_type=agent_type, model=model, client=client
+    )
