@@ -7,6 +7,7 @@ the database. See README.md for the set-up and the guarantees.
 from .client import TursoClient, aflush, flush, get_turso_client, shutdown, stats
 from .config import Settings, TursoConfig, configure, get_turso_config, reset_configuration
 from .integrations.instrument import instrument, uninstrument
+from .integrations.opencode import OpencodeMonitor, monitor_opencode
 from .integrations.session import LoggedSession, current_session, logged, logged_session
 from .logger import ConversationLogger, SessionInfo
 from .queries import (
@@ -37,6 +38,7 @@ __all__ = [
     "LoggedSession",
     "LoggingNotConfigured",
     "MessageRecord",
+    "OpencodeMonitor",
     "SchemaVersionError",
     "SearchHit",
     "SessionDetail",
@@ -64,6 +66,7 @@ __all__ = [
     "list_sessions",
     "logged",
     "logged_session",
+    "monitor_opencode",
     "reset_configuration",
     "search_sessions",
     "shutdown",

@@ -16,9 +16,11 @@ from typing import Any
 from .client import TursoClient, get_turso_client
 from .ids import new_id
 from .store import (
+    MESSAGE_INSERT,
     MESSAGE_UPDATABLE,
     MESSAGE_UPDATE,
     MESSAGE_UPSERT,
+    TOOL_INSERT,
     SESSION_INSERT,
     SESSION_UPDATABLE,
     SESSION_UPDATE,
@@ -179,6 +181,7 @@ class ConversationLogger:
         metadata: dict[str, Any] | None = None,
     ) -> str:
         """Append a message (or update it in place when ``message_id`` was logged before)."""
+        kind = MESSAGE_INSERT if message_id is None else MESSAGE_UPSERT
         mid = message_id or new_id()
         if self._enqueue is None:
             return mid
@@ -191,7 +194,7 @@ class ConversationLogger:
             content = truncate(content, self._limit)
         self._enqueue(
             (
-                MESSAGE_UPSERT,
+                kind,
                 (
                     mid,
                     self.session_id,
@@ -241,6 +244,7 @@ class ConversationLogger:
         execution_id: str | None = None,
     ) -> str:
         """Record a tool call. With ``status="running"`` finish it later by its id."""
+        kind = TOOL_INSERT if execution_id is None else TOOL_UPSERT
         tid = execution_id or new_id()
         if self._enqueue is None:
             return tid
@@ -259,7 +263,7 @@ class ConversationLogger:
             duration_ms = max(0, round((ended_at - start) * 1000))
         self._enqueue(
             (
-                TOOL_UPSERT,
+                kind,
                 (
                     tid,
                     self.session_id,

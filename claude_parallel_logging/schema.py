@@ -105,7 +105,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS idx_sessions_agent_type ON sessions(agent_type)",
             "CREATE INDEX IF NOT EXISTS idx_sessions_status ON sessions(status)",
             "CREATE INDEX IF NOT EXISTS idx_sessions_external_id ON sessions(external_id)",
-            "CREATE INDEX IF NOT EXISTS idx_messages_session_seq ON messages(session_id, sequence)",
             "CREATE INDEX IF NOT EXISTS idx_tool_executions_tool_use_id"
             " ON tool_executions(tool_use_id)",
         ),

@@ -32,43 +32,68 @@ _DEFAULT_PATTERNS = (
 )
 
 
+_iso_cache: tuple[int, str] = (-1, "")
+
+
 def iso_utc(ts: float) -> str:
     """UTC ISO-8601 with milliseconds: sorts as text and keeps durations exact."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    global _iso_cache
+    ms = int(ts * 1000)
+    sec, frac = divmod(ms, 1000)
+    cached_sec, prefix = _iso_cache
+    if sec != cached_sec:  # most timestamps of a batch share their second
+        prefix = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _iso_cache = (sec, prefix)
+    return f"{prefix}.{frac:03d}Z"
+
+
+# Cheap substring checks that every default pattern needs: the full regex runs only on text
+# that could contain a credential (a plain sub() over every value was the writer's hot spot).
+_TRIGGERS = ("sk-", "eyJ", "AKIA", "xox", "earer", "EARER", "ghp_", "gho_", "ghu_", "ghs_", "ghr_")
 
 
 def build_redactor(
     custom: Redactor | None, use_defaults: bool, secrets: Iterable[str | None] = ()
 ) -> Callable[[str], str]:
     """One function applied to every stored string; literal secrets (the auth token) always."""
-    parts = [re.escape(s) for s in secrets if s and len(s) >= 4]
+    literal = [s for s in secrets if s and len(s) >= 4]
+    parts = [re.escape(s) for s in literal]
+    triggers = tuple(literal)
     if use_defaults:
         parts.extend(_DEFAULT_PATTERNS)
+        triggers += _TRIGGERS
     pattern = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
 
-    def redact(text: str) -> str:
-        if pattern is not None:
-            text = pattern.sub(REDACTED, text)
-        if custom is not None:
-            try:
-                out = custom(text)
-                text = out if isinstance(out, str) else str(out)
-            except Exception as exc:  # a broken hook must not leak the unredacted text
-                text = f"[redaction hook failed: {type(exc).__name__}; value withheld]"
-        if pattern is not None and custom is not None:
-            text = pattern.sub(REDACTED, text)
+    def builtin(text: str) -> str:
+        if pattern is None:
+            return text
+        for trigger in triggers:
+            if trigger in text:
+                return pattern.sub(REDACTED, text)
         return text
+
+    if custom is None:
+        return builtin
+
+    def redact(text: str) -> str:
+        text = builtin(text)
+        try:
+            out = custom(text)
+            text = out if isinstance(out, str) else str(out)
+        except Exception as exc:  # a broken hook must not leak the unredacted text
+            text = f"[redaction hook failed: {type(exc).__name__}; value withheld]"
+        return builtin(text)
 
     return redact
 
 
 def clean_text(text: str) -> str:
     """Make a Python string storable: lone surrogates and NUL bytes become visible markers."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if "\x00" in text:
         text = text.replace("\x00", "\\u0000")
     return text

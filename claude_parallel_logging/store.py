@@ -33,6 +33,8 @@ MESSAGE_UPSERT = 2  # (kind, MESSAGE_COLS values)
 TOOL_UPSERT = 3  # (kind, TOOL_COLS values)
 TOOL_UPDATE = 4  # (kind, tool_execution_id, column names, values)
 MESSAGE_UPDATE = 5  # (kind, message_id, column names, values)
+MESSAGE_INSERT = 6  # (kind, MESSAGE_COLS values): a fresh id, so a plain (faster) INSERT
+TOOL_INSERT = 7  # (kind, TOOL_COLS values): a fresh id
 
 Op = tuple[Any, ...]
 
@@ -104,17 +106,24 @@ _SESSION_INSERT_SQL = (
     f"({', '.join('?' for _ in SESSION_COLS)}) ON CONFLICT(id) DO NOTHING"
 )
 _MESSAGE_SQL = _upsert_sql("messages", MESSAGE_COLS, ("id", "session_id", "sequence", "created_at"))
+_MESSAGE_INSERT_SQL = _MESSAGE_SQL.split(" ON CONFLICT")[0]
+_TOOL_INSERT_SQL = _upsert_sql("tool_executions", TOOL_COLS, ()).split(" ON CONFLICT")[0]
 _TOOL_SQL = _upsert_sql("tool_executions", TOOL_COLS, ("id", "session_id", "started_at"))
 
 
 class Preparer:
-    """Converts Python values to column values (timestamps, JSON, limits, redaction)."""
+    """Converts Python values to column values (timestamps, JSON, limits, redaction).
+
+    This runs for every value the writer stores, so each column gets one specialised function
+    and the common cases (``None``, short ASCII text, ints) take the shortest path.
+    """
 
     def __init__(self, settings: Settings) -> None:
         token = settings.config.auth_token if settings.config else None
         self.redact = build_redactor(settings.redact, settings.redact_defaults, [token])
         self.limit = settings.max_payload_chars
         self._converters: dict[str, Callable[[Any], Any]] = {}
+        self._rows: dict[tuple[str, ...], tuple[Callable[[Any], Any], ...]] = {}
 
     def converter(self, col: str) -> Callable[[Any], Any]:
         fn = self._converters.get(col)
@@ -124,34 +133,49 @@ class Preparer:
         return fn
 
     def _make(self, col: str) -> Callable[[Any], Any]:
-        redact, limit = self.redact, self.limit
+        redact = self.redact
 
-        def text(value: Any, cap: int) -> str:
-            return redact(clean_text(truncate(to_text(value), cap)))
+        def text_fn(cap: int) -> Callable[[Any], Any]:
+            def text(v: Any) -> str:
+                if type(v) is not str:
+                    v = to_text(v)
+                if len(v) > cap:
+                    v = truncate(v, cap)
+                if not v.isascii() or "\x00" in v:
+                    v = clean_text(v)
+                return redact(v)
+
+            return text
 
         if col in _TIMESTAMP:
-            return lambda v: (
-                iso_utc(v)
-                if isinstance(v, (int, float))
-                else (None if v is None else clean_text(str(v)))
-            )
+            return lambda v: iso_utc(v) if isinstance(v, (int, float)) else clean_text(str(v))
         if col in _JSON:
-            return lambda v: None if v is None else redact(clean_text(truncate(to_json(v), limit)))
+            json_text = text_fn(self.limit)
+            return lambda v: json_text(to_json(v))
         if col in _PAYLOAD:
-            return lambda v: None if v is None else text(v, limit)
+            return text_fn(self.limit)
         if col in _INT:
             return _to_int
         if col in _REAL:
             return _to_float
         if col in _ID:
-            return lambda v: None if v is None else clean_text(str(v))[:_SHORT_LIMIT]
-        return lambda v: None if v is None else text(v, _SHORT_LIMIT)
+            return lambda v: (
+                v if type(v) is str and v.isascii() else clean_text(str(v))[:_SHORT_LIMIT]
+            )
+        return text_fn(_SHORT_LIMIT)
 
     def row(self, cols: Sequence[str], values: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(self.converter(c)(v) for c, v in zip(cols, values))
+        fns = self._rows.get(tuple(cols)) if type(cols) is tuple else None
+        if fns is None:
+            fns = tuple(self.converter(c) for c in cols)
+            if type(cols) is tuple:
+                self._rows[cols] = fns
+        return tuple([None if v is None else f(v) for f, v in zip(fns, values)])
 
 
 def _to_int(v: Any) -> int | None:
+    if type(v) is int:
+        return v
     if v is None or isinstance(v, bool):
         return None if v is None else int(v)
     try:
@@ -182,7 +206,11 @@ def compile_ops(ops: Sequence[Op], prep: Preparer) -> list[tuple[str, list[tuple
     out: list[tuple[str, list[tuple[Any, ...]]]] = []
     for op in ops:
         kind = op[0]
-        if kind == MESSAGE_UPSERT:
+        if kind == MESSAGE_INSERT:
+            sql, params = _MESSAGE_INSERT_SQL, prep.row(MESSAGE_COLS, op[1])
+        elif kind == TOOL_INSERT:
+            sql, params = _TOOL_INSERT_SQL, prep.row(TOOL_COLS, op[1])
+        elif kind == MESSAGE_UPSERT:
             sql, params = _MESSAGE_SQL, prep.row(MESSAGE_COLS, op[1])
         elif kind == TOOL_UPSERT:
             sql, params = _TOOL_SQL, prep.row(TOOL_COLS, op[1])

@@ -3,6 +3,8 @@
 Claude: ``InternalClient.process_query`` (what every ``query()`` runs, so a ``query`` imported
 before ``instrument()`` is logged too) and ``ClaudeSDKClient.connect/query/receive_messages/
 disconnect`` (class attributes: existing imports of the class are covered).
+
+OpenCode: ``SessionResource.chat`` and ``AsyncSessionResource.chat`` (see ``opencode.py``).
 """
 
 from __future__ import annotations
@@ -43,14 +45,17 @@ def instrument(agent_type: str = "claude", *, opencode_agent_type: str = "openco
     """Patch the installed SDKs so every call is logged; idempotent. Returns what was patched.
 
     Inside ``logged_session``/``@logged`` calls attach to that session; outside, each
-    ``query()`` (or each ``ClaudeSDKClient``, or each OpenCode chat) gets its own session.
+    ``query()`` (or each ``ClaudeSDKClient``, or each OpenCode session) gets its own session.
     """
     with _lock:
         _settings["agent_type"] = agent_type
         _settings["opencode_agent_type"] = opencode_agent_type
         done: list[str] = []
         if not _patches:
-            for name, fn in (("claude_agent_sdk", _instrument_claude),):
+            for name, fn in (
+                ("claude_agent_sdk", _instrument_claude),
+                ("opencode_ai", _instrument_opencode),
+            ):
                 try:
                     importlib.import_module(name)
                 except ImportError:
@@ -97,7 +102,13 @@ def is_instrumented() -> bool:
 
 def instrument_if_available() -> None:
     if not _patches:
-        instrument(_settings["agent_type"])
+        instrument(_settings["agent_type"], opencode_agent_type=_settings["opencode_agent_type"])
+
+
+def _instrument_opencode() -> None:
+    from .opencode import instrument_opencode
+
+    instrument_opencode(_patch)
 
 
 # ----- Claude -------------------------------------------------------------------------------
