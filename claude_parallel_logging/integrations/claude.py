@@ -26,14 +26,18 @@ _INIT_METADATA = {
 }
 
 
+_KINDS = ("SystemMessage", "AssistantMessage", "UserMessage", "ResultMessage", "StreamEvent")
+_kind_cache: dict[type, str] = {}
+
+
 def _kind(obj: Any) -> str:
     """The SDK class name, walking bases so subclasses (TaskStartedMessage) map like parents."""
-    for cls in type(obj).__mro__:
-        if cls.__name__ in (
-            "SystemMessage", "AssistantMessage", "UserMessage", "ResultMessage", "StreamEvent",
-        ):  # fmt: skip
-            return cls.__name__
-    return type(obj).__name__
+    cls = type(obj)
+    kind = _kind_cache.get(cls)
+    if kind is None:
+        kind = next((c.__name__ for c in cls.__mro__ if c.__name__ in _KINDS), cls.__name__)
+        _kind_cache[cls] = kind
+    return kind
 
 
 def tool_result_text(content: Any) -> str | None:
@@ -99,10 +103,17 @@ class ClaudeMapper:
         if not self.session.first_sight(msg):
             return
         kind = _kind(msg)
-        handler = getattr(self, f"_on_{kind}", None)
         try:
-            if handler is not None:
-                handler(msg)
+            if kind == "AssistantMessage":
+                self._on_AssistantMessage(msg)
+            elif kind == "UserMessage":
+                self._on_UserMessage(msg)
+            elif kind == "StreamEvent":
+                return
+            elif kind == "SystemMessage":
+                self._on_SystemMessage(msg)
+            elif kind == "ResultMessage":
+                self._on_ResultMessage(msg)
             else:
                 self._on_unknown(msg)
         except Exception:
@@ -163,44 +174,41 @@ class ClaudeMapper:
             if (in_tok, out_tok) != (old_in, old_out) and usage:
                 self.logger.update_message(row, input_tokens=in_tok, output_tokens=out_tok)
                 self._usage_rows[api_id] = (row, in_tok, out_tok)
+        log_message = self.logger.log_message
         for block in getattr(msg, "content", None) or []:
             btype = type(block).__name__
-            common: dict[str, Any] = {
-                "external_id": api_id,
-                "model": model,
-                "parent_tool_use_id": parent,
-            }
-            if usage_pending:
-                common["input_tokens"], common["output_tokens"] = in_tok, out_tok
-            meta: dict[str, Any] = {"block": btype}
-            if error:
-                meta["error"] = error
-            if btype == "TextBlock":
-                row = self.logger.log_message("assistant", block.text, metadata=meta, **common)
-            elif btype == "ThinkingBlock":
-                row = self.logger.log_message("assistant", block.thinking, metadata=meta, **common)
-            elif btype in ("ToolUseBlock", "ServerToolUseBlock"):
-                meta["tool_use_id"] = block.id
-                row = self.logger.log_message(
-                    "assistant",
-                    None,
-                    tool_name=block.name,
-                    tool_input=block.input,
-                    metadata=meta,
-                    **common,
-                )
-                exec_id = self.logger.log_tool_execution(
-                    block.name,
-                    "running",
-                    input=block.input,
-                    message_id=row,
-                    tool_use_id=block.id,
-                    parent_tool_use_id=parent,
-                )
-                self._tools[block.id] = (exec_id, block.name)
+            tokens_in, tokens_out = (in_tok, out_tok) if usage_pending else (None, None)
+            if btype == "TextBlock" and not error:
+                row = log_message(
+                    "assistant", block.text, external_id=api_id, model=model,
+                    parent_tool_use_id=parent, input_tokens=tokens_in, output_tokens=tokens_out,
+                )  # fmt: skip
             else:
-                meta["data"] = block
-                row = self.logger.log_message("assistant", None, metadata=meta, **common)
+                meta: dict[str, Any] = {"block": btype}
+                if error:
+                    meta["error"] = error
+                content: Any = None
+                tool_name = tool_input = None
+                if btype == "TextBlock":
+                    content = block.text
+                elif btype == "ThinkingBlock":
+                    content = block.thinking
+                elif btype in ("ToolUseBlock", "ServerToolUseBlock"):
+                    meta["tool_use_id"] = block.id
+                    tool_name, tool_input = block.name, block.input
+                else:
+                    meta["data"] = block
+                row = log_message(
+                    "assistant", content, tool_name=tool_name, tool_input=tool_input,
+                    external_id=api_id, model=model, parent_tool_use_id=parent,
+                    input_tokens=tokens_in, output_tokens=tokens_out, metadata=meta,
+                )  # fmt: skip
+                if tool_name is not None:
+                    exec_id = self.logger.log_tool_execution(
+                        tool_name, "running", input=tool_input, message_id=row,
+                        tool_use_id=block.id, parent_tool_use_id=parent,
+                    )  # fmt: skip
+                    self._tools[block.id] = (exec_id, tool_name)
             if usage_pending:
                 usage_pending = False
                 if api_id is not None:

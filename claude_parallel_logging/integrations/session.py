@@ -182,14 +182,16 @@ class LoggedSession:
         """True once per object: a stream tracked twice (``track`` over an instrumented call)
         must not log its messages twice."""
         key = id(obj)
-        with self._lock:
-            if key in self._seen:
-                return False
-            # Hold a reference while the id is remembered, so the id cannot be reused meanwhile.
-            self._seen[key] = obj
-            self._seen_order.append(key)
-            if len(self._seen_order) > _SEEN_WINDOW:
-                self._seen.pop(self._seen_order.popleft(), None)
+        seen = self._seen
+        if key in seen:
+            return False
+        # Hold a reference while the id is remembered, so the id cannot be reused meanwhile.
+        # No lock: a stream is consumed by one task; dict/deque operations are atomic.
+        seen[key] = obj
+        order = self._seen_order
+        order.append(key)
+        if len(order) > _SEEN_WINDOW:
+            seen.pop(order.popleft(), None)
         return True
 
     def is_prompt_echo(self, text: str) -> bool:
