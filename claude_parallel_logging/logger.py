@@ -31,6 +31,7 @@ from .store import (
 log = logging.getLogger("claude_parallel_logging")
 
 SESSION_STATUSES = ("running", "completed", "error")
+OPEN_TOOL_STATUSES = ("running", "pending")  # not ended yet: no ended_at, closed at session end
 _DEFAULT: Any = object()
 
 
@@ -243,7 +244,7 @@ class ConversationLogger:
         duration_ms: int | None = None,
         execution_id: str | None = None,
     ) -> str:
-        """Record a tool call. With ``status="running"`` finish it later by its id."""
+        """Record a tool call. A ``running`` or ``pending`` one is finished later by its id."""
         kind = TOOL_INSERT if execution_id is None else TOOL_UPSERT
         tid = execution_id or new_id()
         if self._enqueue is None:
@@ -254,7 +255,7 @@ class ConversationLogger:
         status = status or "running"
         now = time.time()
         start = now if started_at is None else started_at
-        if status == "running":
+        if status in OPEN_TOOL_STATUSES:
             with self._lock:
                 self._tools[tid] = _RunningTool(time.perf_counter(), start)
         elif ended_at is None:

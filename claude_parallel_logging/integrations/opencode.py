@@ -48,9 +48,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..client import get_turso_client
-from ..logger import ConversationLogger
 from ..serialize import iso_utc
-from ..store import MESSAGE_UPDATABLE, TOOL_UPSERT
+from ..store import MESSAGE_UPDATABLE
 from .session import LoggedSession, current_session
 
 if TYPE_CHECKING:
@@ -875,7 +874,9 @@ class OpencodeRouter:
         common: JSON = {"message_id": row, "tool_use_id": call_id, "execution_id": exec_id}
         if status == "pending":
             started = _sec(event_ms)
-            _log_pending(logger, name, tool_input, started or time.time(), **common)
+            logger.log_tool_execution(
+                name, "pending", input=tool_input, started_at=started or time.time(), **common
+            )
         elif status == "running":
             logger.log_tool_execution(
                 name, "running", input=tool_input, started_at=_sec(start), **common
@@ -906,7 +907,7 @@ class OpencodeRouter:
 
     def _tag(self, st: _OcSession, key: str, meta: JSON) -> JSON:
         """Rows in a shared logged session say which OpenCode session they came from."""
-        session = st.owner.get(key) or st.session
+        session = st.owner.get(key) or self._live(st)
         if session is not None and session is not st.owned:
             return {**meta, "opencode_session_id": st.sid}
         return meta
@@ -1193,28 +1194,6 @@ class OpencodeRouter:
             self._finish_turn(st, exc_text)
 
 
-def _log_pending(
-    logger: ConversationLogger,
-    name: str,
-    tool_input: Any,
-    started_at: float,
-    *,
-    message_id: str,
-    tool_use_id: str,
-    execution_id: str,
-) -> None:
-    """``log_tool_execution`` stamps ``ended_at`` on every status but ``running``; a pending call
-    (the model is still streaming its arguments) has not ended, so its row is queued directly."""
-    enqueue, sid = logger._enqueue, logger.session_id
-    if enqueue is None or sid is None:
-        return
-    values = (
-        execution_id, sid, message_id, name, "pending", tool_input, None, None, started_at,
-        None, None, tool_use_id, None,
-    )  # fmt: skip
-    enqueue((TOOL_UPSERT, values))
-
-
 # ----- the registry -------------------------------------------------------------------------
 
 _routers: dict[str, OpencodeRouter] = {}
@@ -1341,11 +1320,16 @@ class OpencodeMonitor:
         if thread is None:
             return
         self._stop.set()
-        self._abort()
-        thread.join(timeout=5.0)
-        if self._http is not None:
-            self._http.close()
-        self.router.release(self._id)
+        try:
+            self._abort()
+            thread.join(timeout=5.0)
+            if self._http is not None:
+                self._http.close()
+            self.router.release(self._id)
+        except Exception:  # the block's own outcome must not be masked by logging
+            log.debug(
+                "claude-parallel-logging: stopping the OpenCode monitor failed", exc_info=True
+            )
 
     def __enter__(self) -> OpencodeMonitor:
         return self.start()
