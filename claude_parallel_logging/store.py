@@ -327,6 +327,9 @@ class LocalStore(BaseStore):
             apply_compiled(conn, compiled)
         finally:
             conn.close()
+            # pyturso releases the file lock when the connection object is freed, not on
+            # close(): drop our reference even while an exception (and its frames) lives on.
+            del conn
 
     @contextmanager
     def read(self) -> Iterator[Any]:
@@ -336,6 +339,7 @@ class LocalStore(BaseStore):
             yield conn
         finally:
             conn.close()
+            del conn  # frees the file lock (see write_compiled)
 
     def describe(self) -> dict[str, Any]:
         return {"mode": "local", "path": self.path}

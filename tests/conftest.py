@@ -79,6 +79,7 @@ def query(path: Path | str, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
         return list(conn.execute(sql, params).fetchall())
     finally:
         conn.close()
+        del conn  # pyturso frees the file lock with the object, not on close()
 
 
 class SyncServer:
