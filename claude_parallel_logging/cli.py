@@ -14,8 +14,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import IO, Any, NoReturn, TypeVar
 
@@ -31,7 +31,10 @@ from .queries import (
     ToolExecutionRecord,
     get_session,
     list_sessions,
+    needs_snapshot,
     search_sessions,
+    short_ids,
+    snapshot,
     usage_summary,
 )
 from .schema import SCHEMA_VERSION, SchemaVersionError, current_version
@@ -55,9 +58,89 @@ Cell = str | tuple[str, str | None]  # text, or (text, rich style)
 
 @dataclass(frozen=True)
 class Column:
+    """How a column behaves on a terminal that is too narrow for everything.
+
+    ``keep`` and ``right`` columns (ids, dates, statuses, numbers) are never wrapped or cut;
+    ``shrink`` columns are cut with "…" down to that width (one line per row); columns with a
+    ``drop`` rank are hidden when even that does not fit, the highest rank first.
+    """
+
     header: str
-    right: bool = False  # numbers: right-aligned and never wrapped
-    keep: bool = False  # short words (a status): never wrapped; other text wraps when narrow
+    right: bool = False  # numbers: right-aligned, never wrapped or cut
+    keep: bool = False  # ids, dates, statuses: never wrapped or cut
+    shrink: int = 0  # > 0: free text, cut with "…" down to this many cells
+    drop: int = 0  # > 0: may be hidden on a narrow terminal, highest rank first
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What fits: the columns shown (indices), their widths, and whether ids were shortened."""
+
+    visible: list[int]
+    widths: list[int]
+    compact: bool
+    hidden: list[str]
+
+
+def fit_columns(
+    columns: Sequence[Column],
+    texts: Sequence[Sequence[str]],
+    width: int,
+    overhead: Callable[[int], int],
+    compact: Mapping[int, Sequence[str]] | None = None,
+) -> tuple[Layout, list[list[str]]]:
+    """Choose the columns and widths of a table ``width`` cells wide (``overhead(n)``: cells the
+    table's own gaps take for ``n`` columns). First long ids give way to their ``compact``
+    forms, then ``drop`` columns are hidden; what is left over widens ``shrink`` columns."""
+    from rich.cells import cell_len
+
+    rows = [list(r) for r in texts]
+
+    def natural(i: int) -> int:
+        return max([cell_len(columns[i].header), *(cell_len(r[i]) for r in rows)])
+
+    def minimum(i: int) -> int:
+        col = columns[i]
+        return min(natural(i), col.shrink) if col.shrink else natural(i)
+
+    visible = list(range(len(columns)))
+
+    def need() -> int:
+        return sum(minimum(i) for i in visible) + overhead(len(visible))
+
+    used_compact = False
+    if compact and need() > width:
+        for i, short in compact.items():
+            for r, text in zip(rows, short):
+                r[i] = text
+        used_compact = True
+    hidden: list[str] = []
+    for _ in range(len(columns)):
+        if need() <= width:
+            break
+        ranked = [i for i in visible if columns[i].drop]
+        if not ranked:
+            break
+        gone = max(ranked, key=lambda i: (columns[i].drop, i))
+        visible.remove(gone)
+        hidden.append(columns[gone].header)
+    widths = {i: minimum(i) for i in visible}
+    extra = width - need()
+    growing = [i for i in visible if columns[i].shrink and widths[i] < natural(i)]
+    for _ in range(width + 1):
+        if extra <= 0 or not growing:
+            break
+        share = max(1, extra // len(growing))
+        for i in list(growing):
+            add = min(share, natural(i) - widths[i], extra)
+            widths[i] += add
+            extra -= add
+            if widths[i] >= natural(i):
+                growing.remove(i)
+            if extra <= 0:
+                break
+    layout = Layout(visible, [widths[i] for i in visible], used_compact, hidden)
+    return layout, rows
 
 
 _STATUS_STYLE = {"completed": "green", "error": "red", "running": "yellow"}
@@ -69,20 +152,27 @@ class Output:
     def __init__(self, stdout: IO[str], stderr: IO[str], color: str, secrets: Sequence[str]):
         self.stdout = stdout
         self.stderr = stderr
+        self.color = color
         self.secrets = [s for s in secrets if s]
-        self.console: Any = None
-        if color == "always" or (color == "auto" and _isatty(stdout)):
+        self.console: Any = self._console(stdout)
+
+    def _console(self, stream: IO[str]) -> Any:
+        if self.color == "always" or (self.color == "auto" and _isatty(stream)):
             try:
                 from rich.console import Console
             except ImportError:
-                pass
-            else:
-                self.console = Console(
-                    file=stdout,
-                    force_terminal=True if color == "always" else None,
-                    highlight=False,
-                    soft_wrap=False,
-                )
+                return None
+            return Console(
+                file=stream,
+                force_terminal=True if self.color == "always" else None,
+                highlight=False,
+                soft_wrap=False,
+            )
+        return None
+
+    def progress_console(self) -> Any:
+        """A console on stderr for progress bars (a terminal, or ``--color always``)."""
+        return self._console(self.stderr)
 
     @property
     def tty(self) -> bool:
@@ -112,24 +202,16 @@ class Output:
         text = " ".join(self.scrub(message).split())
         self.stderr.write(f"{PROG}: error: {text}\n")
 
-    def table(self, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> None:
+    def table(
+        self,
+        columns: Sequence[Column],
+        rows: Sequence[Sequence[Cell]],
+        compact: Mapping[int, Callable[[], Sequence[str]]] | None = None,
+    ) -> None:
+        """A table; on a terminal it fits the width: ``keep`` cells stay whole on one line (an id
+        column may switch to its ``compact`` forms), free text is cut, minor columns hidden."""
         if self.console is not None:
-            from rich import box
-            from rich.table import Table
-            from rich.text import Text
-
-            table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
-            for col in columns:
-                table.add_column(
-                    col.header,
-                    justify="right" if col.right else "left",
-                    overflow="ellipsis" if col.right or col.keep else "fold",
-                    no_wrap=col.right or col.keep,
-                    min_width=len(col.header) if col.right else None,
-                )
-            for row in rows:
-                table.add_row(*(Text(self.scrub(_text(c)), style=_style(c) or "") for c in row))
-            self.console.print(table)
+            self._rich_table(columns, rows, compact or {})
             return
         texts = [[self.scrub(_text(c)) for c in row] for row in rows]
         widths = [len(c.header) for c in columns]
@@ -147,6 +229,81 @@ class Output:
         self.stdout.write(fmt([c.header for c in columns]) + "\n")
         for row in texts:
             self.stdout.write(fmt(row) + "\n")
+
+    def _rich_table(
+        self,
+        columns: Sequence[Column],
+        rows: Sequence[Sequence[Cell]],
+        compact: Mapping[int, Callable[[], Sequence[str]]],
+    ) -> None:
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
+        def new_table() -> Any:
+            return Table(
+                box=box.SIMPLE_HEAD,
+                show_edge=False,
+                pad_edge=False,
+                padding=(0, 1, 0, 0),
+                header_style="bold",
+            )
+
+        def overhead(n: int) -> int:
+            probe = new_table()
+            for _ in range(n):
+                probe.add_column("", width=1, no_wrap=True)
+            return int(self.console.measure(probe).maximum) - n
+
+        texts = [[self.scrub(_text(c)) for c in row] for row in rows]
+        width = int(self.console.width)
+        lazy = {i: _Lazy(get) for i, get in compact.items()}
+        layout, fitted = fit_columns(columns, texts, width, overhead, _LazyMap(lazy))
+        table = new_table()
+        for i, w in zip(layout.visible, layout.widths):
+            col = columns[i]
+            table.add_column(
+                col.header,
+                justify="right" if col.right else "left",
+                width=w,
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+        for row, cells in zip(rows, fitted):
+            table.add_row(
+                *(Text(self.scrub(cells[i]), style=_style(row[i]) or "") for i in layout.visible)
+            )
+        self.console.print(table)
+        if layout.hidden:  # wrapped at the terminal's width, like the table
+            note = f"(too narrow for {', '.join(layout.hidden)}: widen the terminal or use --json)"
+            self.console.print(Text(self.scrub(note), style="dim"))
+
+
+class _Lazy:
+    """Compact forms are computed (a database read) only when a table needs them."""
+
+    def __init__(self, get: Callable[[], Sequence[str]]) -> None:
+        self._get = get
+        self._value: Sequence[str] | None = None
+
+    def value(self) -> Sequence[str]:
+        if self._value is None:
+            self._value = self._get()
+        return self._value
+
+
+class _LazyMap(Mapping[int, Sequence[str]]):
+    def __init__(self, items: dict[int, _Lazy]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: int) -> Sequence[str]:
+        return self._items[key].value()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def _text(cell: Cell) -> str:
@@ -220,6 +377,16 @@ def _status(status: str) -> Cell:
     return (status, _STATUS_STYLE.get(status))
 
 
+def _short_ids(ids: list[str], client: TursoClient) -> Callable[[], Sequence[str]]:
+    """Unique id prefixes (``cpl show`` takes them) for a terminal too narrow for whole ids."""
+
+    def get() -> Sequence[str]:
+        found = short_ids(ids, client=client)
+        return [found.get(i, i) for i in ids]
+
+    return get
+
+
 # ----- configuration ----------------------------------------------------------------------------
 
 
@@ -274,12 +441,20 @@ def _require_readable(client: TursoClient) -> None:
     if client.config.is_remote:
         return
     path = client.config.local_path
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise CliError(f"database file {path} does not exist") from None
+    except PermissionError:
+        raise CliError(
+            f"cannot access database file {path}: permission denied on a parent directory"
+        ) from None
+    except OSError as exc:
+        raise CliError(f"cannot access database file {path}: {exc.strerror or exc}") from None
     if os.path.isdir(path):
         raise CliError(f"{path} is a directory, not a database file")
-    if not os.path.exists(path):
-        raise CliError(f"database file {path} does not exist")
     if not os.access(path, os.R_OK):
-        raise CliError(f"database file {path} is not readable")
+        raise CliError(f"database file {path} is not readable by this user (permission denied)")
 
 
 # ----- commands ---------------------------------------------------------------------------------
@@ -305,16 +480,16 @@ def cmd_sessions(args: argparse.Namespace, out: Output) -> int:
         out.line("No sessions found.")
         return EXIT_OK
     columns = [
-        Column("ID"),
-        Column("STARTED (UTC)"),
-        Column("AGENT"),
-        Column("MODEL"),
+        Column("ID", keep=True),
+        Column("STARTED (UTC)", keep=True),
+        Column("AGENT", shrink=6),
+        Column("MODEL", shrink=6),
         Column("STATUS", keep=True),
-        Column("MSGS", right=True),
-        Column("TOOLS", right=True),
-        Column("TOKENS", right=True),
-        Column("COST", right=True),
-        Column("DURATION", right=True),
+        Column("MSGS", right=True, drop=6),
+        Column("TOOLS", right=True, drop=5),
+        Column("TOKENS", right=True, drop=2),
+        Column("COST", right=True, drop=3),
+        Column("DURATION", right=True, drop=4),
     ]
     rows = [
         [
@@ -333,7 +508,7 @@ def cmd_sessions(args: argparse.Namespace, out: Output) -> int:
         ]
         for s in page
     ]
-    out.table(columns, rows)
+    out.table(columns, rows, {0: _short_ids([s.id for s in page], client)})
     if page.next_cursor:
         out.line()
         out.line(f"More sessions: add --cursor {page.next_cursor}", style="dim")
@@ -400,12 +575,12 @@ def cmd_search(args: argparse.Namespace, out: Output) -> int:
         out.line(f"No sessions match {args.text!r}.")
         return EXIT_OK
     columns = [
-        Column("SESSION"),
-        Column("STARTED (UTC)"),
-        Column("AGENT"),
-        Column("STATUS", keep=True),
-        Column("WHERE"),
-        Column("SNIPPET"),
+        Column("SESSION", keep=True),
+        Column("STARTED (UTC)", keep=True, drop=3),
+        Column("AGENT", shrink=6, drop=2),
+        Column("STATUS", keep=True, drop=1),
+        Column("WHERE", shrink=8),
+        Column("SNIPPET", shrink=24),
     ]
     rows: list[list[Cell]] = []
     for h in hits:
@@ -424,7 +599,7 @@ def cmd_search(args: argparse.Namespace, out: Output) -> int:
                 h.snippet,
             ]
         )
-    out.table(columns, rows)
+    out.table(columns, rows, {0: _short_ids([h.session.id for h in hits], client)})
     return EXIT_OK
 
 
@@ -439,19 +614,19 @@ def cmd_stats(args: argparse.Namespace, out: Output) -> int:
         out.line("No sessions found.")
         return EXIT_OK
     columns = [
-        Column(args.group_by.upper().replace("_", " ")),
+        Column(args.group_by.upper().replace("_", " "), keep=True),
         Column("SESSIONS", right=True),
         Column("SUCCESS", right=True),
-        Column("ERRORS", right=True),
-        Column("RUNNING", right=True),
-        Column("TOK IN", right=True),
-        Column("TOK OUT", right=True),
-        Column("CACHE", right=True),
+        Column("ERRORS", right=True, drop=7),
+        Column("RUNNING", right=True, drop=9),
+        Column("TOK IN", right=True, drop=1),
+        Column("TOK OUT", right=True, drop=4),
+        Column("CACHE", right=True, drop=8),
         Column("COST", right=True),
-        Column("TOOLS", right=True),
-        Column("TOOL ERR", right=True),
-        Column("P50 TOOL", right=True),
-        Column("P95 TOOL", right=True),
+        Column("TOOLS", right=True, drop=6),
+        Column("TOOL ERR", right=True, drop=2),
+        Column("P50 TOOL", right=True, drop=5),
+        Column("P95 TOOL", right=True, drop=3),
     ]
     table = [
         [
@@ -495,21 +670,24 @@ def _other_writer_replicas(directory: str) -> list[str]:
 
 def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     client = resolve_client(args)
-    flushed = client.flush(args.timeout)
-    report: dict[str, Any] = {
-        "mode": "cloud" if client.config.is_remote else "local",
-        "database": _where(client),
-        "flushed": flushed,
-    }
-    ok = flushed
-    if client.config.is_remote:
-        try:
-            with client.reader().read():
-                pass  # a pull: proves the remote is reachable before pushing
-        except Exception as exc:
-            raise CliError(f"cannot reach {_where(client)}: {_one_line(exc)}") from None
-        report["replicas"] = _push_stale(client, out, args.timeout)
-        ok = ok and report["replicas"]["failed"] == 0
+    deadline = time.monotonic() + args.timeout
+    with _progress(out, enabled=not args.json) as bar:
+        flushed = _flush(client, args.timeout, bar)
+        report: dict[str, Any] = {
+            "mode": "cloud" if client.config.is_remote else "local",
+            "database": _where(client),
+            "flushed": flushed,
+        }
+        ok = flushed
+        if client.config.is_remote:
+            try:
+                with client.reader().read():
+                    pass  # a pull: proves the remote is reachable before pushing
+            except Exception as exc:
+                raise CliError(f"cannot reach {_where(client)}: {_one_line(exc)}") from None
+            left = max(0.1, deadline - time.monotonic())
+            report["replicas"] = _push_stale(client, bar, left)
+            ok = ok and report["replicas"]["failed"] == 0
     report["stats"] = asdict(client.stats())
     if args.json:
         out.json({**report, "ok": ok})
@@ -523,8 +701,9 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     if "replicas" in report:
         r = report["replicas"]
         out.line(
-            f"replicas left by other processes: {r['found']} found, {r['pushed']} pushed,"
-            f" {r['in_use']} in use by running processes, {r['failed']} failed"
+            f"replicas left by other processes: {r['found']} found, {r['pushed']} pushed"
+            f" ({r['changes']:,} changes), {r['in_use']} in use by running processes,"
+            f" {r['failed']} failed"
         )
     else:
         out.line("nothing to push: local mode writes straight to the database file")
@@ -535,85 +714,156 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK if ok else EXIT_ERROR
 
 
-def _push_stale(client: TursoClient, out: Output, timeout: float) -> dict[str, int]:
-    """Push replicas of processes that died (``CloudStore.recover_stale``), with a progress bar
-    on a terminal: progress is the replicas that disappear once pushed."""
-    from .store import CloudStore, is_lock_error
+_POLL = 0.05
 
-    store = CloudStore(client.config, client.settings)
-    before = _other_writer_replicas(store.dir)
-    result: dict[str, int] = {"found": len(before), "pushed": 0, "in_use": 0, "failed": 0}
-    if not before:
-        return result
-    done = threading.Event()
-    outcome: list[bool] = []
+
+def _run_polling(
+    work: Callable[[], Any], poll: Callable[[], None], timeout: float
+) -> tuple[bool, Any]:
+    """Run ``work`` in a thread, calling ``poll`` every 50 ms until it ends or ``timeout``
+    passes; returns (finished, its result or None)."""
+    result: list[Any] = []
 
     def run() -> None:
         try:
-            outcome.append(store.recover_stale())
+            result.append(work())
         except Exception:
-            outcome.append(False)
-        finally:
-            done.set()
+            result.append(None)
 
     worker = threading.Thread(target=run, name="cpl-sync", daemon=True)
     worker.start()
     deadline = time.monotonic() + timeout
-    with _progress(out, len(before)) as advance:
-        for _ in range(int(timeout / 0.05) + 2):
-            remaining = len([p for p in before if os.path.exists(p)])
-            advance(len(before) - remaining)
-            if done.wait(0.05) or time.monotonic() > deadline:
-                break
-        remaining = len([p for p in before if os.path.exists(p)])
-        advance(len(before) - remaining)
-    left = [p for p in before if os.path.exists(p)]
-    result["pushed"] = len(before) - len(left)
-    for path in left:
-        try:
-            import turso.sync
+    for _ in range(int(timeout / _POLL) + 2):
+        worker.join(_POLL)
+        poll()
+        if not worker.is_alive() or time.monotonic() > deadline:
+            break
+    poll()
+    done = not worker.is_alive()
+    return done, (result[0] if done and result else None)
 
-            conn = turso.sync.connect(
-                path,
-                client.config.url,
-                auth_token=client.config.auth_token,
-                bootstrap_if_empty=False,
-                isolation_level=None,
-            )
-            conn.close()
-            result["failed"] += 1  # we could open it: nobody holds it, yet it was not pushed
-        except Exception as exc:
-            if is_lock_error(exc):
-                result["in_use"] += 1
-            else:
-                result["failed"] += 1
-    if not done.is_set() or outcome == [False]:  # still pushing, or a push failed
+
+def _flush(client: TursoClient, timeout: float, bar: _Bar) -> bool:
+    """Write (and in cloud mode push) what this process has queued, with the events written
+    as progress."""
+    start = client.stats()
+    if start.pending <= 0:
+        return client.flush(timeout)
+    update = bar.task("writing this process's events", start.pending, "events")
+
+    def poll() -> None:
+        update(client.stats().written - start.written, "")
+
+    done, flushed = _run_polling(lambda: client.flush(timeout), poll, timeout)
+    return bool(done and flushed)
+
+
+def _probe_replica(client: TursoClient, path: str) -> tuple[str, int | None]:
+    """``("in_use", None)`` while a live process holds the replica, ``("stale", changes not
+    pushed or None)`` when it can be opened, ``("unreadable", None)`` otherwise."""
+    import turso.sync
+
+    from .store import is_lock_error
+
+    try:
+        conn = turso.sync.connect(
+            path,
+            client.config.url,
+            auth_token=client.config.auth_token,
+            bootstrap_if_empty=False,
+            isolation_level=None,
+        )
+    except Exception as exc:
+        return ("in_use" if is_lock_error(exc) else "unreadable"), None
+    changes: int | None
+    try:
+        changes = int(conn.stats().cdc_operations)
+    except Exception:
+        changes = None
+    finally:
+        conn.close()
+        del conn  # pyturso frees the file lock with the object, not on close()
+    return "stale", changes
+
+
+def _push_stale(client: TursoClient, bar: _Bar, timeout: float) -> dict[str, int]:
+    """Push the replicas of processes that died (``CloudStore.recover_stale``), with progress in
+    changes pushed (each replica's changes are counted first; a replica is done once pushed
+    and removed)."""
+    from .store import CloudStore
+
+    store = CloudStore(client.config, client.settings)
+    paths = _other_writer_replicas(store.dir)
+    result = {"found": len(paths), "pushed": 0, "changes": 0, "in_use": 0, "failed": 0}
+    probes = {p: _probe_replica(client, p) for p in paths}
+    stale = [p for p in paths if probes[p][0] != "in_use"]
+    if not stale:
+        result["in_use"] = len(paths)
+        return result
+    weights = {p: probes[p][1] or 0 for p in stale}
+    by_changes = all(probes[p][1] is not None for p in stale) and sum(weights.values()) > 0
+    total = sum(weights.values()) if by_changes else len(stale)
+    update = bar.task(
+        f"pushing {len(stale)} replica(s) of exited processes",
+        total,
+        "changes" if by_changes else "replicas",
+    )
+
+    def poll() -> None:
+        gone = [p for p in stale if not os.path.exists(p)]
+        done = sum(weights[p] for p in gone) if by_changes else len(gone)
+        update(done, f"{len(gone)}/{len(stale)} replicas")
+
+    finished, all_done = _run_polling(store.recover_stale, poll, timeout)
+    for path in paths:
+        if not os.path.exists(path):
+            result["pushed"] += 1
+            result["changes"] += weights.get(path, 0)
+            continue
+        state, _ = _probe_replica(client, path)
+        result["in_use" if state == "in_use" else "failed"] += 1
+    if not finished or all_done is False:  # still pushing, or a push failed
         result["failed"] = max(result["failed"], 1)
     return result
 
 
-class _NoProgress:
-    def __call__(self, completed: int) -> None:
-        pass
+class _Bar:
+    """Progress on stderr (results stay alone on stdout): on a terminal or ``--color always``,
+    never with ``--json``; nothing at all otherwise."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+
+    def task(self, description: str, total: int, unit: str) -> Callable[[int, str], None]:
+        if self.progress is None:
+            return lambda completed, note: None
+        task = self.progress.add_task(description, total=max(total, 1), unit=unit, note="")
+        progress = self.progress
+
+        def update(completed: int, note: str) -> None:
+            progress.update(task, completed=min(max(completed, 0), total), note=note)
+
+        return update
 
 
 @contextmanager
-def _progress(out: Output, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on a terminal, nothing otherwise."""
-    if not out.tty or total <= 0:
-        yield _NoProgress()
+def _progress(out: Output, enabled: bool) -> Iterator[_Bar]:
+    console = out.progress_console() if enabled else None
+    if console is None:
+        yield _Bar(None)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(
-        TextColumn("pushing replicas"), BarColumn(), MofNCompleteColumn(), console=out.console
-    ) as bar:
-        task = bar.add_task("push", total=total)
-
-        def advance(completed: int) -> None:
-            bar.update(task, completed=completed)
-
-        yield advance
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        TextColumn("{task.fields[note]}", style="dim"),
+        console=console,
+        transient=True,
+    ) as progress:
+        yield _Bar(progress)
 
 
 def cmd_doctor(args: argparse.Namespace, out: Output) -> int:
@@ -694,7 +944,26 @@ def _doctor_local(client: TursoClient, check: Callable[[str, str, str], None]) -
     if not os.path.exists(path):
         check("connectivity", "warn", f"{path} does not exist yet (created on the first write)")
         return
-    store = LocalStore(client.config, client.settings)
+    try:
+        read_only = needs_snapshot(path)
+    except DatabaseUnavailable as exc:
+        check("connectivity", "fail", str(exc))
+        return
+    with ExitStack() as stack:
+        target = path
+        if read_only:
+            check("permissions", "warn", f"{path} is not writable by this user: logging into it"
+                  " fails; reads use a private copy")  # fmt: skip
+            try:
+                target = stack.enter_context(snapshot(path))
+            except DatabaseUnavailable as exc:
+                check("connectivity", "fail", str(exc))
+                return
+        _doctor_open(LocalStore(TursoConfig(url=target), client.settings), path, check)
+    check("pending (replicas)", "ok", "none: local mode writes straight to the database file")
+
+
+def _doctor_open(store: Any, path: str, check: Callable[[str, str, str], None]) -> None:
     started = time.perf_counter()
     try:
         conn = store.connect(timeout=5.0)  # not ``read()``: the doctor must not migrate
@@ -713,7 +982,7 @@ def _doctor_local(client: TursoClient, check: Callable[[str, str, str], None]) -
         check("connectivity", "fail", f"cannot read {path}: {_one_line(exc)}")
     finally:
         conn.close()
-    check("pending (replicas)", "ok", "none: local mode writes straight to the database file")
+        del conn  # frees the file lock
 
 
 def _doctor_cloud(client: TursoClient, check: Callable[[str, str, str], None]) -> None:
@@ -951,9 +1220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         out.error("interrupted")
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # ``cpl ... | head``: the reader has what it wanted
         _silence_stdout()
-        return EXIT_ERROR
+        return EXIT_OK
     except Exception as exc:
         out.error(f"{type(exc).__name__}: {_one_line(exc)}")
     return EXIT_ERROR

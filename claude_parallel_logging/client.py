@@ -126,10 +126,19 @@ def _flush_at_exit() -> None:
         try:
             if not client.shutdown():
                 s = client.stats()
-                log.warning(
-                    "claude-parallel-logging: exiting with %d log events not written%s",
-                    s.pending,
-                    f" (last error: {s.last_error})" if s.last_error else "",
-                )
+                error = f" (last error: {s.last_error})" if s.last_error else ""
+                if s.pending:
+                    log.warning(
+                        "claude-parallel-logging: exiting with %d log events not written%s",
+                        s.pending,
+                        error,
+                    )
+                elif client.config.is_remote:
+                    log.warning(
+                        "claude-parallel-logging: exiting with log events written to the local "
+                        "replica but not pushed yet%s; the next process that logs (or `cpl sync`) "
+                        "pushes them",
+                        error,
+                    )
         except Exception:
             pass

@@ -15,6 +15,7 @@ from typing import Any
 
 from .client import TursoClient, get_turso_client
 from .ids import new_id
+from .serialize import precut
 from .store import (
     MESSAGE_INSERT,
     MESSAGE_UPDATABLE,
@@ -89,32 +90,42 @@ class ConversationLogger:
     # ----- sessions ---------------------------------------------------------------------------
 
     def start_session(self, info: SessionInfo) -> None:
-        self.session_id = str(info.id)
-        self._seq = itertools.count(1)
-        self._tools = {}
-        self._state = _SessionState(metadata=dict(info.metadata or {}))
-        if self._enqueue is None:
-            return
-        self._enqueue(
-            (
-                SESSION_INSERT,
+        try:
+            self.session_id = str(info.id)
+            self._seq = itertools.count(1)
+            self._tools = {}
+            self._state = _SessionState(metadata=_as_dict(info.metadata))
+            if self._enqueue is None:
+                return
+            self._enqueue(
                 (
-                    self.session_id,
-                    info.agent_type or "unknown",
-                    info.model or "unknown",
-                    info.provider,
-                    time.time() if info.started_at is None else info.started_at,
-                    "running",
-                    dict(self._state.metadata) if self._state.metadata else None,
-                    info.external_id,
-                ),
+                    SESSION_INSERT,
+                    (
+                        self.session_id,
+                        info.agent_type or "unknown",
+                        info.model or "unknown",
+                        info.provider,
+                        time.time() if info.started_at is None else info.started_at,
+                        "running",
+                        dict(self._state.metadata) if self._state.metadata else None,
+                        info.external_id,
+                    ),
+                )
             )
-        )
+        except Exception as exc:
+            _bad_call("start_session", exc)
 
     def update_session(self, **fields: Any) -> None:
         """Set session columns (model, external_id, tokens, cost, ...); ``metadata`` is merged."""
         if self._enqueue is None or self.session_id is None:
             return
+        try:
+            self._update_session(fields)
+        except Exception as exc:
+            _bad_call("update_session", exc)
+
+    def _update_session(self, fields: dict[str, Any]) -> None:
+        assert self._enqueue is not None
         unknown = set(fields) - SESSION_UPDATABLE
         if unknown:
             log.warning("claude-parallel-logging: ignoring unknown session fields %s", unknown)
@@ -128,6 +139,8 @@ class ConversationLogger:
                     with self._lock:
                         self._state.metadata.update(value)
                         value = dict(self._state.metadata)
+            elif key == "error_message":
+                value = precut(value, self._limit) if self._limit else value
             cols.append(key)
             vals.append(value)
         if cols:
@@ -139,23 +152,26 @@ class ConversationLogger:
         """Mark the session finished; tools still running are closed as ``error``."""
         if self._enqueue is None or self.session_id is None:
             return
-        with self._lock:
-            if self._state.ended:
-                return
-            self._state.ended = True
-            running = list(self._tools)
-        for tool_id in running:
-            self.finish_tool_execution(
-                tool_id, "error", error="session ended before the tool finished"
+        try:
+            with self._lock:
+                if self._state.ended:
+                    return
+                self._state.ended = True
+                running = list(self._tools)
+            for tool_id in running:
+                self.finish_tool_execution(
+                    tool_id, "error", error="session ended before the tool finished"
+                )
+            if status not in SESSION_STATUSES:
+                status = str(status)
+            totals.setdefault(
+                "duration_ms", round((time.perf_counter() - self._state.started_perf) * 1000)
             )
-        if status not in SESSION_STATUSES:
-            status = str(status)
-        totals.setdefault(
-            "duration_ms", round((time.perf_counter() - self._state.started_perf) * 1000)
-        )
-        self.update_session(
-            status=status, error_message=error_message, ended_at=time.time(), **totals
-        )
+            self.update_session(
+                status=status, error_message=error_message, ended_at=time.time(), **totals
+            )
+        except Exception as exc:
+            _bad_call("end_session", exc)
 
     @property
     def ended(self) -> bool:
@@ -189,42 +205,58 @@ class ConversationLogger:
         if self.session_id is None:
             log.warning("claude-parallel-logging: log_message called before start_session")
             return mid
-        if self._limit and type(content) is str and len(content) > self._limit:
-            from .serialize import truncate
-
-            content = truncate(content, self._limit)
-        self._enqueue(
-            (
-                kind,
+        try:
+            limit = self._limit
+            if limit:
+                if content is not None and (type(content) is not str or len(content) > limit):
+                    content = precut(content, limit)
+                if tool_input is not None:
+                    tool_input = precut(tool_input, limit)
+                if tool_output is not None:
+                    tool_output = precut(tool_output, limit)
+            self._enqueue(
                 (
-                    mid,
-                    self.session_id,
-                    next(self._seq),
-                    role or "unknown",
-                    content,
-                    tool_name,
-                    tool_input,
-                    tool_output,
-                    time.time() if created_at is None else created_at,
-                    token_count,
-                    external_id,
-                    model,
-                    input_tokens,
-                    output_tokens,
-                    parent_tool_use_id,
-                    metadata,
-                ),
+                    kind,
+                    (
+                        mid,
+                        self.session_id,
+                        next(self._seq),
+                        role or "unknown",
+                        content,
+                        tool_name,
+                        tool_input,
+                        tool_output,
+                        time.time() if created_at is None else created_at,
+                        token_count,
+                        external_id,
+                        model,
+                        input_tokens,
+                        output_tokens,
+                        parent_tool_use_id,
+                        metadata,
+                    ),
+                )
             )
-        )
+        except Exception as exc:
+            _bad_call("log_message", exc)
         return mid
 
     def update_message(self, message_id: str, **fields: Any) -> None:
         """Change columns of a logged message in place (tokens known later, final text, ...)."""
         if self._enqueue is None:
             return
-        cols = tuple(k for k in fields if k in MESSAGE_UPDATABLE)
-        if cols:
-            self._enqueue((MESSAGE_UPDATE, message_id, cols, tuple(fields[k] for k in cols)))
+        try:
+            cols = tuple(k for k in fields if k in MESSAGE_UPDATABLE)
+            if cols:
+                vals = tuple(
+                    precut(fields[k], self._limit)
+                    if self._limit and k in ("content", "tool_input", "tool_output")
+                    else fields[k]
+                    for k in cols
+                )
+                self._enqueue((MESSAGE_UPDATE, message_id, cols, vals))
+        except Exception as exc:
+            _bad_call("update_message", exc)
 
     # ----- tools ------------------------------------------------------------------------------
 
@@ -252,36 +284,47 @@ class ConversationLogger:
         if self.session_id is None:
             log.warning("claude-parallel-logging: log_tool_execution called before start_session")
             return tid
-        status = status or "running"
-        now = time.time()
-        start = now if started_at is None else started_at
-        if status in OPEN_TOOL_STATUSES:
-            with self._lock:
-                self._tools[tid] = _RunningTool(time.perf_counter(), start)
-        elif ended_at is None:
-            ended_at = now
-        if duration_ms is None and ended_at is not None and isinstance(start, (int, float)):
-            duration_ms = max(0, round((ended_at - start) * 1000))
-        self._enqueue(
-            (
-                kind,
+        try:
+            status = status or "running"
+            now = time.time()
+            start = now if started_at is None else started_at
+            if status in OPEN_TOOL_STATUSES:
+                with self._lock:
+                    self._tools[tid] = _RunningTool(time.perf_counter(), start)
+            elif ended_at is None:
+                ended_at = now
+            if duration_ms is None and ended_at is not None:
+                duration_ms = _span_ms(start, ended_at)
+            limit = self._limit
+            if limit:
+                if input is not None:
+                    input = precut(input, limit)
+                if output is not None:
+                    output = precut(output, limit)
+                if error is not None:
+                    error = precut(error, limit)
+            self._enqueue(
                 (
-                    tid,
-                    self.session_id,
-                    message_id,
-                    tool_name or "unknown",
-                    status,
-                    input,
-                    _cap(output, self._limit),
-                    error,
-                    start,
-                    ended_at,
-                    duration_ms,
-                    tool_use_id,
-                    parent_tool_use_id,
-                ),
+                    kind,
+                    (
+                        tid,
+                        self.session_id,
+                        message_id,
+                        tool_name or "unknown",
+                        status,
+                        input,
+                        output,
+                        error,
+                        start,
+                        ended_at,
+                        duration_ms,
+                        tool_use_id,
+                        parent_tool_use_id,
+                    ),
+                )
             )
-        )
+        except Exception as exc:
+            _bad_call("log_tool_execution", exc)
         return tid
 
     def finish_tool_execution(
@@ -297,23 +340,26 @@ class ConversationLogger:
         """Close a running tool execution with its result, end time and duration."""
         if self._enqueue is None:
             return
-        with self._lock:
-            running = self._tools.pop(execution_id, None)
-        end = time.time() if ended_at is None else ended_at
-        if duration_ms is None and running is not None:
-            if ended_at is None:
-                duration_ms = round((time.perf_counter() - running.started_perf) * 1000)
-            else:
-                duration_ms = max(0, round((ended_at - running.started_wall) * 1000))
-        cols: tuple[str, ...] = ("status", "output", "error", "ended_at", "duration_ms")
-        self._enqueue(
-            (
-                TOOL_UPDATE,
-                execution_id,
-                cols,
-                (status, _cap(output, self._limit), error, end, duration_ms),
+        try:
+            with self._lock:
+                running = self._tools.pop(execution_id, None)
+            end = time.time() if ended_at is None else ended_at
+            if duration_ms is None and running is not None:
+                if ended_at is None:
+                    duration_ms = round((time.perf_counter() - running.started_perf) * 1000)
+                else:
+                    duration_ms = _span_ms(running.started_wall, ended_at)
+            limit = self._limit
+            if limit:
+                if output is not None:
+                    output = precut(output, limit)
+                if error is not None:
+                    error = precut(error, limit)
+            self._enqueue(
+                (TOOL_UPDATE, execution_id, _FINISH_COLS, (status, output, error, end, duration_ms))
             )
-        )
+        except Exception as exc:
+            _bad_call("finish_tool_execution", exc)
 
     def running_tools(self) -> list[str]:
         with self._lock:
@@ -323,10 +369,36 @@ class ConversationLogger:
         return True if self._client is None else self._client.flush(timeout)
 
 
-def _cap(value: Any, limit: int) -> Any:
-    """Bound memory on the hot path: a huge string is cut before it sits in the queue."""
-    if limit and type(value) is str and len(value) > limit:
-        from .serialize import truncate
+_FINISH_COLS = ("status", "output", "error", "ended_at", "duration_ms")
 
-        return truncate(value, limit)
-    return value
+
+def _span_ms(start: Any, end: Any) -> int | None:
+    """Milliseconds between two epoch times; ``None`` when they are not usable numbers."""
+    try:
+        ms = round((float(end) - float(start)) * 1000)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(0, ms)
+
+
+def _as_dict(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if isinstance(metadata, dict):
+        return dict(metadata)
+    return {"value": metadata}  # a string or list given as metadata is kept, not rejected
+
+
+_last_warning = [0.0]
+
+
+def _bad_call(method: str, exc: BaseException) -> None:
+    """A logger call got arguments it cannot log: warn (at most every 30 s), never raise."""
+    now = time.monotonic()
+    if now - _last_warning[0] >= 30.0:
+        _last_warning[0] = now
+        log.warning(
+            "claude-parallel-logging: %s could not log its arguments (%s); skipped",
+            method,
+            type(exc).__name__,
+        )

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -42,7 +43,9 @@ __all__ = [
     "get_session",
     "list_sessions",
     "parse_time",
+    "sdk_session_ids",
     "search_sessions",
+    "short_ids",
     "usage_summary",
 ]
 
@@ -266,24 +269,38 @@ def _where_label(client: TursoClient) -> str:
 def _reading(client: TursoClient | None) -> Iterator[Any | None]:
     """A connection, or ``None`` when there is nothing to read yet (no file, empty remote).
 
-    A missing local file is not created: a typo in a path must not leave databases around.
+    A missing local file is not created: a typo in a path must not leave databases around. A
+    file this user may read but not write (another user's file, a read-only mount) is read from
+    a private snapshot copy: pyturso opens every database read-write and has no read-only mode.
     """
     resolved = _resolve(client)
     store = resolved.reader()
     if store.mode == "local":
         path = resolved.config.local_path
-        if not os.path.exists(path):
+        if not _exists(path):
             yield None
             return
         if os.path.isdir(path):
             raise DatabaseUnavailable(f"cannot open database {path}: it is a directory")
+        if needs_snapshot(path):
+            with snapshot(path) as copy:
+                from .config import TursoConfig
+                from .store import LocalStore
+
+                with _open_read(LocalStore(TursoConfig(url=copy), resolved.settings), path) as conn:
+                    yield conn
+            return
+    with _open_read(store, _where_label(resolved)) as conn:
+        yield conn
+
+
+@contextmanager
+def _open_read(store: Any, label: str) -> Iterator[Any | None]:
     ctx = store.read()
     try:
         conn = ctx.__enter__()
     except Exception as exc:
-        raise DatabaseUnavailable(
-            f"cannot open database {_where_label(resolved)}: {_one_line(exc)}"
-        ) from exc
+        raise DatabaseUnavailable(f"cannot open database {label}: {_one_line(exc)}") from exc
     try:
         yield conn if current_version(conn) > 0 else None
     except BaseException as exc:
@@ -291,6 +308,95 @@ def _reading(client: TursoClient | None) -> Iterator[Any | None]:
             raise
     else:
         ctx.__exit__(None, None, None)
+
+
+def _exists(path: str) -> bool:
+    """Like ``os.path.exists``, but a path we may not even look at is an error, not absent."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    except PermissionError:
+        raise DatabaseUnavailable(
+            f"cannot open database {path}: permission denied (a parent directory is not"
+            " accessible to this user)"
+        ) from None
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot open database {path}: {exc.strerror or exc}") from None
+    return True
+
+
+def needs_snapshot(path: str) -> bool:
+    """Whether a local database can only be read from a copy: pyturso opens files read-write
+    (and creates the ``-wal`` file next to them), so it fails on a file this user cannot write.
+
+    Raises :class:`DatabaseUnavailable` when the file (or its WAL) cannot be read at all.
+    """
+    wal = path + "-wal"
+    wal_exists = os.path.exists(wal)
+    for target in (path, wal) if wal_exists else (path,):
+        if not os.access(target, os.R_OK):
+            raise DatabaseUnavailable(
+                f"cannot open database {path}: permission denied ({os.path.basename(target)}"
+                " is not readable by this user)"
+            )
+    if not os.access(path, os.W_OK):
+        return True
+    if wal_exists:
+        return not os.access(wal, os.W_OK)
+    return not os.access(os.path.dirname(path) or ".", os.W_OK)
+
+
+_SNAPSHOT_ATTEMPTS = 5
+
+
+def _fingerprint(path: str) -> tuple[tuple[int, int] | None, ...]:
+    out: list[tuple[int, int] | None] = []
+    for p in (path, path + "-wal"):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            out.append(None)
+        else:
+            out.append((st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+@contextmanager
+def snapshot(path: str) -> Iterator[str]:
+    """A private copy of a local database (file and WAL), removed afterwards.
+
+    The copy is retried while the files change under it (a writer committing meanwhile), so it
+    is a consistent state of the database, as of the moment it was taken.
+    """
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="cpl-read-")
+    copy = os.path.join(directory, os.path.basename(path) or "logs.db")
+    try:
+        for attempt in range(_SNAPSHOT_ATTEMPTS):
+            before = _fingerprint(path)
+            try:
+                shutil.copyfile(path, copy)
+                if before[1] is not None:
+                    shutil.copyfile(path + "-wal", copy + "-wal")
+                elif os.path.exists(copy + "-wal"):
+                    os.remove(copy + "-wal")
+            except OSError as exc:
+                raise DatabaseUnavailable(
+                    f"cannot read database {path}: {exc.strerror or exc}"
+                ) from None
+            if _fingerprint(path) == before:
+                break
+            time.sleep(0.05 * (attempt + 1))
+        else:
+            raise DatabaseUnavailable(
+                f"cannot read database {path}: it kept changing while a read-only copy was taken"
+            )
+        yield copy
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -533,8 +639,62 @@ _TOOL_COLS = (
 )
 
 
+def _prefix_bounds(prefix: str) -> tuple[str, str]:
+    """``id >= lo AND id < hi`` selects the ids starting with ``prefix`` (and uses the primary
+    key's index, unlike ``substr``): text compares as UTF-8 bytes, and no id holds U+10FFFF."""
+    return prefix, prefix + "\U0010ffff"
+
+
+def _by_prefix(conn: Any, prefix: str, cols: str = "s.id") -> list[Sequence[Any]]:
+    lo, hi = _prefix_bounds(prefix)
+    rows = conn.execute(
+        f"SELECT {cols} FROM sessions s WHERE s.id >= ? AND s.id < ? ORDER BY s.id LIMIT 2",
+        (lo, hi),
+    ).fetchall()
+    return [r for r in rows if str(r[0]).startswith(prefix)]
+
+
+def sdk_session_ids(metadata: Any) -> list[str]:
+    """The SDK / OpenCode session ids a session's metadata records: ``sdk_session_ids`` (every
+    Claude CLI session the logged session ran) and the keys of ``opencode_sessions`` (every
+    OpenCode session that joined it)."""
+    if not isinstance(metadata, dict):
+        return []
+    found: list[str] = []
+    claude = metadata.get("sdk_session_ids")
+    if isinstance(claude, list):
+        found += [x for x in claude if isinstance(x, str)]
+    opencode = metadata.get("opencode_sessions")
+    if isinstance(opencode, dict):
+        found += [k for k in opencode if isinstance(k, str)]
+    return found
+
+
+def _by_metadata_id(conn: Any, cols: str, session_id: str) -> Sequence[Any] | None:
+    """The newest session whose metadata records ``session_id`` as one of its SDK sessions.
+
+    ``LIKE`` narrows to metadata containing the id as a JSON string; the JSON decides."""
+    needle = json.dumps(session_id, ensure_ascii=False)
+    cur = conn.execute(
+        f"SELECT {cols} FROM sessions s WHERE s.metadata {_LIKE}"
+        " ORDER BY s.started_at DESC, s.id DESC",
+        ("%" + _like_escape(needle) + "%",),
+    )
+    meta_at = [c.strip() for c in _SESSION_COLS.split(",")].index("metadata")
+    for _ in range(10_000_000):
+        row = cur.fetchone()
+        if row is None:
+            return None
+        if session_id in sdk_session_ids(_json(row[meta_at])):
+            return row  # type: ignore[no-any-return]
+    return None
+
+
 def _find_session_row(conn: Any, session_id: str) -> Sequence[Any] | None:
-    """Our id, else the SDK's id (``external_id``, newest), else a unique id prefix."""
+    """Our id; else the SDK's id (``external_id``, newest); else a unique prefix of our id
+    (at least ``_PREFIX_MIN`` characters); else any SDK / OpenCode session id a session ran: the
+    ones its metadata records (``external_id`` holds one of them), then the Claude CLI session
+    ids on its ``result`` rows (a scan of the messages, so only when nothing else matched)."""
     cols = _session_cols("s")
     row = conn.execute(f"SELECT {cols} FROM sessions s WHERE s.id = ?", (session_id,)).fetchone()
     if row is None:
@@ -544,16 +704,77 @@ def _find_session_row(conn: Any, session_id: str) -> Sequence[Any] | None:
             (session_id,),
         ).fetchone()
     if row is None and len(session_id) >= _PREFIX_MIN:
-        rows = conn.execute(
-            f"SELECT {cols} FROM sessions s WHERE substr(s.id, 1, ?) = ? LIMIT 2",
-            (len(session_id), session_id),
-        ).fetchall()
+        rows = _by_prefix(conn, session_id, cols)
         row = rows[0] if len(rows) == 1 else None
+    if row is None:
+        row = _by_metadata_id(conn, cols, session_id)
+    if row is None:  # a Claude CLI session's id is also on each of its turns' ``result`` rows
+        hit = conn.execute(
+            f"SELECT session_id FROM messages WHERE role = '{_RESULT_ROLE}' AND external_id = ?"
+            " ORDER BY created_at DESC LIMIT 1",
+            (session_id,),
+        ).fetchone()
+        if hit is not None:
+            row = conn.execute(
+                f"SELECT {cols} FROM sessions s WHERE s.id = ?", (hit[0],)
+            ).fetchone()
     return row  # type: ignore[no-any-return]
 
 
+def _shortest_unique(conn: Any, session_id: str, min_length: int) -> str:
+    """The shortest prefix (at least ``min_length``) that ``get_session`` resolves to this id:
+    longer than what it shares with its neighbours in id order, and no session's SDK id."""
+    if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+        return session_id
+    lcp = 0
+    for op, order in (("<", "DESC"), (">", "ASC")):
+        row = conn.execute(
+            f"SELECT id FROM sessions WHERE id {op} ? ORDER BY id {order} LIMIT 1", (session_id,)
+        ).fetchone()
+        if row is not None:
+            other = str(row[0])
+            n = 0
+            for a, b in zip(session_id, other):
+                if a != b:
+                    break
+                n += 1
+            lcp = max(lcp, n)
+    length = max(min_length, _PREFIX_MIN, lcp + 1)
+    for _ in range(len(session_id) + 1):
+        if length >= len(session_id):
+            return session_id
+        prefix = session_id[:length]
+        taken = conn.execute(
+            "SELECT 1 FROM sessions WHERE id = ? OR external_id = ? LIMIT 1", (prefix, prefix)
+        ).fetchone()
+        if taken is None:
+            return prefix
+        length += 1
+    return session_id
+
+
+def short_ids(
+    session_ids: Iterable[str], min_length: int = 8, *, client: TursoClient | None = None
+) -> dict[str, str]:
+    """Short, unique forms of session ids (like git's short hashes) for narrow displays: each
+    is the shortest prefix of at least ``min_length`` characters that ``get_session`` (and
+    ``cpl show``) resolves to that session right now. Ids not in the database map to
+    themselves."""
+    ids = [str(i) for i in session_ids]
+    out = {i: i for i in ids}
+    with _reading(client) as conn:
+        if conn is None:
+            return out
+        for sid in ids:
+            out[sid] = _shortest_unique(conn, sid, min_length)
+    return out
+
+
 def get_session(session_id: str, *, client: TursoClient | None = None) -> SessionDetail | None:
-    """The whole session: messages in sequence order, tool executions in start order."""
+    """The whole session: messages in sequence order, tool executions in start order.
+
+    ``session_id`` is our id, the id of any Claude CLI / OpenCode session it ran, or a unique
+    prefix of our id (6 characters or more); ``None`` when nothing matches."""
     session_id = str(session_id).strip()
     if not session_id:
         return None

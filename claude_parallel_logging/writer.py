@@ -20,7 +20,7 @@ from typing import Any
 
 from .config import Settings
 from .schema import SchemaVersionError
-from .store import BaseStore, Op, compile_ops
+from .store import BaseStore, CloudStore, Op, compile_ops
 
 log = logging.getLogger("claude_parallel_logging")
 
@@ -28,6 +28,10 @@ _DATA_ERRORS = ("IntegrityError", "ProgrammingError", "DataError", "InterfaceErr
 _MAX_BACKOFF = 5.0
 _MAX_PUSH_BACKOFF = 60.0
 _WARN_EVERY = 30.0
+
+
+class _BadData(Exception):
+    """Internal: a batch could not even be turned into SQL; only splitting it can help."""
 
 
 class _Marker:
@@ -98,6 +102,8 @@ class Writer:
         self._last_error: str | None = None
         self._last_push_at: float | None = None
         self._unpushed = False
+        self._pushed_written = 0  # ``_written`` when the last successful push was asked for
+        self._push_in_flight = False  # a periodic push was asked for and has not ended
         self._next_push = 0.0
         self._push_backoff = 0.0
         self._stop_deadline: float | None = None
@@ -194,6 +200,7 @@ class Writer:
                 self._wake.wait(self._interval)
                 self._wake.clear()
                 self._drain()
+                self._release_store()  # idle now: other processes may have the file
                 self._maybe_push(force=False)
                 if self._stop.is_set():
                     self._drain()
@@ -218,11 +225,12 @@ class Writer:
                 ops.append(item)
             self._taken += len(ops)
             ok = self._write(ops) if ops else True
+            if markers:
+                self._release_store()  # whoever flushed is likely to read next
             for m in markers:
-                if m.push:
-                    ok = self._maybe_push(force=True) and ok
                 m.ok = ok and self._taken == self._written + self._discarded
-                m.event.set()
+                if not (m.push and self._maybe_push(force=True, marker=m)):
+                    m.event.set()  # else the push completes it
             if self._gave_up():
                 return
 
@@ -242,11 +250,19 @@ class Writer:
                 return False
             try:
                 store = self._get_store()
-                store.write_compiled(compile_ops(ops, store.prep))
+                try:
+                    compiled = compile_ops(ops, store.prep)
+                except Exception as exc:  # the data itself: retrying cannot help
+                    raise _BadData(exc) from exc
+                store.write_compiled(compiled)
                 self._written += len(ops)
                 if store.mode == "cloud":
                     self._unpushed = True
                 return True
+            except _BadData as bad:
+                self._failed_batches += 1
+                self._record_error(bad.__cause__ or bad)
+                return self._write_one_by_one(ops)
             except SchemaVersionError as exc:
                 # Retrying cannot help: this database belongs to a newer version. Keep the
                 # events counted as pending and write nothing.
@@ -293,42 +309,82 @@ class Writer:
             ok = self._write([op]) and ok
         return ok
 
-    def _maybe_push(self, force: bool) -> bool:
-        """Push the replica (cloud mode) every ``push_interval``, and on flush/shutdown."""
+    def _maybe_push(self, force: bool, marker: _Marker | None = None) -> bool:
+        """Ask for a push (cloud mode) every ``push_interval``, and for each ``flush`` marker.
+
+        The push runs on the store's push thread (``CloudStore.request_push``): the writer never
+        waits for the network, so rows keep reaching the local replica whatever the remote does.
+        Returns True when a push was asked for; the marker given, if any, is then completed by it.
+        """
         store = self._store
-        if store is None or store.mode != "cloud":
-            return True
+        if not isinstance(store, CloudStore):
+            return False
+        if not force and (
+            self._push_in_flight
+            or self._written <= self._pushed_written
+            or time.monotonic() < self._next_push
+        ):
+            return False
+        if store.on_push is None:
+            store.on_push = self._push_attempted
+        written = self._written
+        if marker is None:
+            self._push_in_flight = True
+
+        def done(error: BaseException | None) -> None:  # on the push thread
+            if error is None and written > self._pushed_written:
+                self._pushed_written = written
+            if marker is None:
+                self._push_in_flight = False
+            else:
+                marker.ok = marker.ok and error is None
+                marker.event.set()
+
+        store.request_push(done)
+        return True
+
+    def _push_attempted(self, error: BaseException | None) -> None:
+        """Told by the push thread of every push of our replica: counters and retry schedule."""
         now = time.monotonic()
-        if not force and (not self._unpushed or now < self._next_push):
-            return True
-        try:
-            store.push()
+        if error is None:
             self._pushes += 1
-            self._unpushed = False
             self._push_backoff = 0.0
             self._last_push_at = time.time()
             self._next_push = now + self._settings.push_interval
-            return True
-        except Exception as exc:
-            self._push_failures += 1
-            self._record_error(exc)
-            self._push_backoff = min(
-                max(self._push_backoff * 2, self._settings.push_interval), _MAX_PUSH_BACKOFF
-            )
-            self._next_push = now + self._push_backoff
-            self._warn(
-                "push",
-                "claude-parallel-logging: push to the remote failed (%s); rows are safe in the "
-                "local replica and will be pushed later",
-                self._last_error,
-            )
-            return False
+            return
+        self._push_failures += 1
+        self._record_error(error)
+        self._push_backoff = min(
+            max(self._push_backoff * 2, self._settings.push_interval), _MAX_PUSH_BACKOFF
+        )
+        self._next_push = now + self._push_backoff
+        if isinstance(error, SchemaVersionError):  # the store refuses to push: nothing to retry
+            self._warn("refused", "claude-parallel-logging: %s", self._last_error)
+            return
+        self._warn(
+            "push",
+            "claude-parallel-logging: push to the remote failed (%s); rows are safe in the "
+            "local replica and will be pushed later",
+            self._last_error,
+        )
+
+    def _release_store(self) -> None:
+        store = self._store
+        if store is not None:
+            try:
+                store.release()
+            except Exception as exc:
+                self._record_error(exc)
 
     def _close_store(self) -> bool:
         store = self._store
         if store is None:
             return True
         try:
+            if isinstance(store, CloudStore):  # waits for the final push until shutdown's deadline
+                deadline = self._stop_deadline
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                return store.close(left)
             return store.close()
         except Exception as exc:
             self._record_error(exc)

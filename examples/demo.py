@@ -41,7 +41,10 @@ async def run_agent(real_api: bool, workdir: Path) -> str:
     async with cpl.logged_session("implementation", metadata={"demo": True}) as session:
         if real_api:
             options = ClaudeAgentOptions(
-                cwd=str(workdir / "work"), allowed_tools=["Bash"], max_turns=4
+                cwd=str(workdir / "work"),
+                allowed_tools=["Bash"],
+                max_turns=4,
+                include_partial_messages=True,  # final per-message output token counts
             )
             async for msg in query(prompt=PROMPT, options=options):
                 if isinstance(msg, ResultMessage):
@@ -59,7 +62,8 @@ async def run_agent(real_api: bool, workdir: Path) -> str:
             ),
         ]
         with ScriptedAnthropicServer(script) as server:
-            options = scripted_claude_options(server, workdir)
+            # Partial messages carry each API message's final output token count.
+            options = scripted_claude_options(server, workdir, include_partial_messages=True)
             async for msg in query(prompt=PROMPT, options=options):
                 if isinstance(msg, ResultMessage):
                     print(f"agent finished: {msg.result}")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,24 +13,10 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
+from claude_parallel_logging.testing.tursodb import TursoSyncServer, find_tursodb
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET_TOKEN = "tok-SECRET-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
-
-
-def _find_tursodb() -> str | None:
-    env = os.environ.get("CPL_TURSODB_BIN")
-    if env and os.path.exists(env):
-        return env
-    for p in sorted((REPO / ".tools" / "node_modules" / "@tursodatabase").glob("cli-*/tursodb")):
-        return str(p)
-    return shutil.which("tursodb")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)
@@ -82,68 +66,16 @@ def query(path: Path | str, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
         del conn  # pyturso frees the file lock with the object, not on close()
 
 
-class SyncServer:
-    """The real Turso sync server (``tursodb --sync-server``) on a free loopback port."""
+class SyncServer(TursoSyncServer):
+    """The real Turso sync server, reading back with the tests' token."""
 
     def __init__(self, binary: str, db_file: Path, log_file: Path) -> None:
-        self.binary = binary
-        self.db_file = db_file
-        self.log_file = log_file
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = open(self.log_file, "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, str(self.db_file), "--sync-server", f"127.0.0.1:{self.port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tursodb exited: {self.log_file.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("tursodb did not open its port in 15 s")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read what the server has, through a fresh replica bootstrapped from it."""
-        import tempfile
-
-        import turso.sync
-
-        with tempfile.TemporaryDirectory() as d:
-            conn = turso.sync.connect(
-                os.path.join(d, "check.db"), self.url, auth_token=SECRET_TOKEN
-            )
-            try:
-                return list(conn.execute(sql, params).fetchall())
-            finally:
-                conn.close()
+        super().__init__(binary, db_file, log_file, auth_token=SECRET_TOKEN)
 
 
 @pytest.fixture(scope="session")
 def tursodb_bin() -> str:
-    binary = _find_tursodb()
+    binary = find_tursodb(REPO)
     if binary is None:
         pytest.fail("tursodb not found: run ./dev setup (installs the npm package 'turso')")
     return binary

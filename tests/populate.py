@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import claude_parallel_logging as cpl
@@ -368,6 +369,188 @@ def populate(
     if not client.flush(timeout):
         raise RuntimeError(f"populate: flush did not finish: {client.stats()}")
     return sessions
+
+
+# ----- real recordings: the Claude CLI's and OpenCode's own streams, replayed --------------------
+
+DATA = Path(__file__).parent / "data"
+CLAUDE_RECORDINGS = (
+    "api_error", "subagent", "text_only", "thinking", "tool_bash", "tool_bash_partial",
+    "tool_error", "tool_parallel",
+)  # fmt: skip  # client_two_turns needs ClaudeSDKClient's cumulative cost: not a query() stream
+OPENCODE_RECORDINGS = ("tool_bash", "parallel", "error")
+RECORDED_CLAUDE = "recorded-claude"
+RECORDED_OPENCODE = "recorded-opencode"
+
+
+@dataclass
+class RecordedSession:
+    """A session replayed from a real recording; every figure is read off the recording itself
+    (never from the database)."""
+
+    kind: str  # "claude" or "opencode"
+    name: str  # the recording
+    agent_type: str
+    external_id: str  # the CLI's / OpenCode's session id
+    model: str
+    status: str
+    prompt: str
+    answer: str  # the last thing the agent said
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    cost_usd: float
+    tool_calls: int
+    tool_errors: int
+    tool_outputs: list[str]
+    tool_inputs: list[dict[str, Any]]
+    tool_durations: list[int] | None  # OpenCode's are recorded; Claude's are timed at replay
+    id: str = ""  # the logged session's id, once replayed
+
+
+def _claude_expected(name: str) -> RecordedSession:
+    from claude_parallel_logging.testing.recorded import load_raw
+
+    frames = load_raw(DATA / "claude" / f"{name}.jsonl")
+    init = next(f for f in frames if f.get("type") == "system" and f.get("subtype") == "init")
+    (result,) = [f for f in frames if f.get("type") == "result"]
+    usage = result.get("usage") or {}  # the main thread only
+    per_model = result.get("modelUsage") or {}  # every model and subagent of the run
+    if per_model:
+        usage = {
+            key: sum(m.get(src, 0) for m in per_model.values())
+            for key, src in (
+                ("input_tokens", "inputTokens"),
+                ("output_tokens", "outputTokens"),
+                ("cache_read_input_tokens", "cacheReadInputTokens"),
+                ("cache_creation_input_tokens", "cacheCreationInputTokens"),
+            )
+        }
+    uses: list[dict[str, Any]] = []
+    outputs: list[str] = []
+    errors = 0
+    for f in frames:
+        blocks = (f.get("message") or {}).get("content")
+        if not isinstance(blocks, list):
+            continue
+        for b in blocks:
+            if f["type"] == "assistant" and b.get("type") == "tool_use":
+                uses.append(b["input"])
+            if f["type"] == "user" and b.get("type") == "tool_result":
+                errors += bool(b.get("is_error"))
+                content = b.get("content")
+                if isinstance(content, list):  # content blocks: their texts, one per line
+                    content = "\n".join(str(c.get("text", "")) for c in content)
+                outputs.append(str(content or ""))
+    return RecordedSession(
+        kind="claude", name=name, agent_type=RECORDED_CLAUDE, external_id=init["session_id"],
+        model=init["model"], status="error" if result.get("is_error") else "completed",
+        prompt=f"Replay the recorded {name} run", answer=str(result.get("result") or ""),
+        input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0),
+        cache_read_tokens=usage.get("cache_read_input_tokens", 0),
+        cache_creation_tokens=usage.get("cache_creation_input_tokens", 0),
+        cost_usd=result.get("total_cost_usd") or 0.0, tool_calls=len(uses), tool_errors=errors,
+        tool_outputs=outputs, tool_inputs=uses, tool_durations=None,
+    )  # fmt: skip
+
+
+def _opencode_expected(name: str) -> list[RecordedSession]:
+    stored = json.loads((DATA / "opencode" / f"{name}.messages.json").read_text())
+    out: list[RecordedSession] = []
+    for sid, items in stored.items():
+        infos = [m["info"] for m in items if m["info"]["role"] == "assistant"]
+        parts = [p for m in items for p in m["parts"]]
+        user_text = [p["text"] for p in items[0]["parts"] if p["type"] == "text"]
+        texts = [p["text"] for m in items[1:] for p in m["parts"] if p["type"] == "text"]
+        tools = [p for p in parts if p["type"] == "tool"]
+        failed = infos[-1].get("error")
+        out.append(
+            RecordedSession(
+                kind="opencode", name=name, agent_type=RECORDED_OPENCODE, external_id=sid,
+                model=infos[-1]["modelID"], status="error" if failed else "completed",
+                prompt="\n".join(user_text),
+                answer=texts[-1] if texts else str(failed["data"]["message"]),
+                input_tokens=sum(i["tokens"]["input"] for i in infos),
+                output_tokens=sum(i["tokens"]["output"] for i in infos),
+                cache_read_tokens=sum(i["tokens"]["cache"]["read"] for i in infos),
+                cache_creation_tokens=sum(i["tokens"]["cache"]["write"] for i in infos),
+                cost_usd=sum(i["cost"] for i in infos), tool_calls=len(tools),
+                tool_errors=sum(t["state"]["status"] == "error" for t in tools),
+                tool_outputs=[t["state"].get("output", "") for t in tools],
+                tool_inputs=[t["state"]["input"] for t in tools],
+                tool_durations=[
+                    t["state"]["time"]["end"] - t["state"]["time"]["start"] for t in tools
+                ],
+            )
+        )  # fmt: skip
+    return out
+
+
+def replay_recordings() -> list[RecordedSession]:
+    """Replay every recording into the configured (shared) database, as the integrations log a
+    live run: Claude streams through ``logged_session().track()``, OpenCode streams and stored
+    messages through the router. Flush afterwards."""
+    import asyncio
+
+    from claude_parallel_logging.integrations.opencode import OpencodeRouter
+    from claude_parallel_logging.testing.recorded import load_recorded
+
+    sessions: list[RecordedSession] = []
+
+    async def claude(rec: RecordedSession) -> None:
+        messages = load_recorded(DATA / "claude" / f"{rec.name}.jsonl")
+
+        async def stream() -> Any:
+            for m in messages:
+                yield m
+
+        async with cpl.logged_session(rec.agent_type, instrument=False) as s:
+            async for _ in s.track(stream(), prompt=rec.prompt):
+                pass
+        rec.id = s.id
+
+    for name in CLAUDE_RECORDINGS:
+        rec = _claude_expected(name)
+        asyncio.run(claude(rec))
+        sessions.append(rec)
+    for name in OPENCODE_RECORDINGS:
+        router = OpencodeRouter(agent_type=RECORDED_OPENCODE)
+        for line in (DATA / "opencode" / f"{name}.events.jsonl").read_text().splitlines():
+            if line.strip():
+                router.handle(json.loads(line))
+        for rec in _opencode_expected(name):
+            stored = json.loads((DATA / "opencode" / f"{name}.messages.json").read_text())
+            assert router.reconcile(rec.external_id, stored[rec.external_id])
+            logged = router.session_for(rec.external_id)
+            assert logged is not None, rec.external_id
+            rec.id = logged.id
+            sessions.append(rec)
+        router.close()
+    return sessions
+
+
+def recorded_usage(recorded: list[RecordedSession]) -> dict[str, Any]:
+    """``usage_summary`` figures of a group made of these recorded sessions only."""
+    done = sum(r.status == "completed" for r in recorded)
+    errors = sum(r.status == "error" for r in recorded)
+    tools = sum(r.tool_calls for r in recorded)
+    tool_errors = sum(r.tool_errors for r in recorded)
+    out: dict[str, Any] = {
+        "sessions": len(recorded), "completed": done, "errors": errors, "running": 0,
+        "success_rate": done / len(recorded),
+        "input_tokens": sum(r.input_tokens for r in recorded),
+        "output_tokens": sum(r.output_tokens for r in recorded),
+        "cache_read_tokens": sum(r.cache_read_tokens for r in recorded),
+        "cache_creation_tokens": sum(r.cache_creation_tokens for r in recorded),
+        "cost_usd": sum(r.cost_usd for r in recorded), "tool_calls": tools,
+        "tool_errors": tool_errors, "tool_error_rate": tool_errors / tools if tools else None,
+    }  # fmt: skip
+    if all(r.tool_durations is not None for r in recorded):
+        durations = sorted(float(d) for r in recorded for d in r.tool_durations or [])
+        out["p50_tool_ms"] = _quantile(durations, 0.5)
+        out["p95_tool_ms"] = _quantile(durations, 0.95)
+    return out
 
 
 # ----- expectations, computed from the generated data alone (no SQL) ----------------------------

@@ -97,3 +97,117 @@ def test_deep_and_cyclic_structures(local_db: Path) -> None:
     assert json.loads(inputs["Cyclic"]) == {"list": [1, "[circular reference]"]}
     (ti,) = query(local_db, "SELECT tool_input FROM messages")[0]
     assert json.loads(ti).startswith("<object: <object object at")
+
+
+def test_poisoned_values_never_stop_the_writer(local_db: Path) -> None:
+    """A value that cannot be converted (an infinite timestamp, an object whose ``__str__``
+    raises) is stored as a marker; the events after it are written, nothing is retried forever."""
+
+    class Exploding:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+        __repr__ = __str__
+
+    lg = start()
+    lg.log_message("user", "inf time", created_at=float("inf"))
+    lg.log_message("user", "nan time", created_at=float("nan"))
+    lg.log_message("user", "huge time", created_at=1e20)
+    lg.log_message("user", Exploding())
+    lg.log_tool_execution("T", "completed", input={"x": Exploding()}, started_at=-1e20)
+    for i in range(5):
+        lg.log_message("assistant", f"after {i}")
+    assert cpl.flush(10)
+    stats = cpl.stats()
+    assert stats["discarded"] == 0 and stats["pending"] == 0, stats
+    rows = query(local_db, "SELECT content, created_at FROM messages ORDER BY sequence")
+    assert [r[0] for r in rows[4:]] == [f"after {i}" for i in range(5)]
+    assert rows[0] == ("inf time", "invalid timestamp: inf")
+    assert rows[1][1] == "invalid timestamp: nan"
+    assert rows[2][1].startswith("invalid timestamp")
+    assert rows[3][0] == "<Exploding: unrepresentable>"
+    (inp, started) = query(local_db, "SELECT input, started_at FROM tool_executions")[0]
+    assert json.loads(inp) == {"x": "<Exploding: unrepresentable>"}
+    assert started.startswith("invalid timestamp")
+
+
+def test_bad_arguments_never_raise_and_the_rest_is_logged(local_db: Path) -> None:
+    class BadId:
+        def __str__(self) -> str:
+            raise ValueError("no id")
+
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id=BadId(), agent_type="a"))  # type: ignore[arg-type]
+    lg.start_session(cpl.SessionInfo(id="s", agent_type="a", metadata="not a dict"))  # type: ignore[arg-type]
+    t = lg.log_tool_execution("T", "running", started_at="yesterday")  # type: ignore[arg-type]
+    lg.finish_tool_execution(t, "completed", ended_at="later")  # type: ignore[arg-type]
+    lg.log_tool_execution("U", "completed", started_at=1.0, ended_at="x")  # type: ignore[arg-type]
+    lg.update_session(metadata=["a", "list"], num_turns="three")
+    lg.end_session("completed")
+    assert cpl.flush(10)
+    assert cpl.stats()["discarded"] == 0
+    (meta, turns, status) = query(local_db, "SELECT metadata, num_turns, status FROM sessions")[0]
+    assert json.loads(meta) == ["a", "list"] and turns is None and status == "completed"
+    tools = query(local_db, "SELECT tool_name, status, duration_ms FROM tool_executions ORDER BY tool_name")
+    assert tools == [("T", "completed", None), ("U", "completed", None)]
+
+
+def test_cut_json_stays_valid_json(local_db: Path) -> None:
+    cpl.configure(database_url=str(local_db), max_payload_chars=2000)
+    lg = start()
+    lg.log_tool_execution("W", "completed", input={"content": "x" * 50_000, "path": "/a"})
+    lg.log_message("assistant", "", tool_input=[{"t": "y" * 9000}], metadata={"k": "z" * 9000})
+    assert cpl.flush(10)
+    (inp,) = query(local_db, "SELECT input FROM tool_executions")[0]
+    cut = json.loads(inp)
+    assert cut["__truncated__"] is True and 50_000 < cut["original_chars"] < 50_100
+    assert cut["preview"].startswith('{"content": "xxx') and len(inp) <= 2000 + 200
+    (ti, md) = query(local_db, "SELECT tool_input, metadata FROM messages")[0]
+    assert json.loads(ti)["__truncated__"] and json.loads(md)["__truncated__"]
+
+
+def test_memory_bounded_for_containers_and_bytes_while_the_writer_is_stalled(
+    db_path: Path,
+) -> None:
+    """Big strings inside dicts and lists (a Write tool's input, Claude's tool_result blocks)
+    and big bytes are cut on the caller's thread: the queue never holds them whole."""
+    limit = 10_000
+    cpl.configure(database_url=str(db_path), max_payload_chars=limit, flush_interval=60)
+    lg = start()
+    tracemalloc.start()
+    for i in range(20):  # the writer sleeps: all 20 sit in the queue
+        block = "b" * (1024 * 1024)
+        lg.log_tool_execution(
+            "Write", "completed", input={"path": f"/f{i}", "content": block},
+            output=[{"type": "text", "text": block}], error=block.encode(),
+        )  # fmt: skip
+        lg.log_message("tool", [{"type": "tool_result", "content": block}], tool_output=block)
+        del block
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert current < 20 * 6 * (limit + 5000), current  # ~limit per value, not 1 MiB each
+    assert cpl.flush(30)
+    (inp, out, err) = query(db_path, "SELECT input, output, error FROM tool_executions LIMIT 1")[0]
+    cut = json.loads(inp)
+    assert 1024 * 1024 < cut["original_chars"] < 1024 * 1024 + 100
+    assert cut["preview"].startswith('{"path": "/f0", "content": "bbbb')
+    assert err.endswith("original 1048576 chars]") and len(err) < limit + 200
+    assert len(out) < limit + 200
+
+
+def test_an_operation_that_cannot_be_compiled_is_skipped_alone(local_db: Path) -> None:
+    from claude_parallel_logging.store import MESSAGE_INSERT
+
+    lg = start()
+    lg.log_message("user", "before")
+    client = cpl.get_turso_client()
+    assert client is not None
+    client.enqueue((MESSAGE_INSERT, ("too", "few", "values")))  # not a message row at all
+    lg.log_message("user", "after")
+    assert cpl.flush(10) is False  # honest: one event was not written
+    assert cpl.flush(10) is True  # nothing else is missing
+    stats = cpl.stats()
+    assert stats["discarded"] == 1 and stats["pending"] == 0, stats
+    assert "values for" in (stats["last_error"] or "")
+    rows = query(local_db, "SELECT content FROM messages ORDER BY sequence")
+    assert rows == [("before",), ("after",)]

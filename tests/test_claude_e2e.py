@@ -3,13 +3,19 @@ server on 127.0.0.1, logged by every entry point; assertions on database rows.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from claude_agent_sdk import ClaudeSDKClient, ResultMessage, query  # imported BEFORE instrument()
+from claude_agent_sdk import (  # imported BEFORE instrument()
+    ClaudeSDKClient,
+    ResultError,
+    ResultMessage,
+    query,
+)
 
 import claude_parallel_logging as cpl
 from claude_parallel_logging.testing.anthropic import (
@@ -167,21 +173,37 @@ async def test_client_two_turns(local_db: Path, tmp_path: Path, instrumented: No
 
 
 async def test_api_error_run(local_db: Path, tmp_path: Path, instrumented: None) -> None:
+    """The SDK yields an is_error result, then raises ResultError: the caller sees exactly that,
+    and the session ends as error with the API's message."""
+    results: list[ResultMessage] = []
     with ScriptedAnthropicServer(
         [error_turn(400, "invalid_request_error", "scripted bad request")]
     ) as server:
-        results = []
-        try:
+        with pytest.raises(ResultError) as excinfo:
             async for msg in query(
                 prompt="fail", options=scripted_claude_options(server, tmp_path)
             ):
                 if isinstance(msg, ResultMessage):
                     results.append(msg)
-        except Exception:
-            pass  # some SDK versions raise after the error result
+    assert "API Error: 400 scripted bad request" in str(excinfo.value)
+    (result,) = results
+    assert result.is_error and result.api_error_status == 400
     assert cpl.flush(10)
-    (status, err) = db_query(local_db, "SELECT status, error_message FROM sessions")[0]
-    assert status == "error" and err
+    ((sid, status, err),) = db_query(local_db, "SELECT id, status, error_message FROM sessions")
+    assert status == "error"
+    assert err.startswith("ResultError: ") and "API Error: 400 scripted bad request" in err
+    msgs = db_query(
+        local_db,
+        "SELECT role, content, metadata FROM messages WHERE session_id=? ORDER BY sequence",
+        (sid,),
+    )
+    assert [m[0] for m in msgs] == ["user", "assistant", "result"]
+    assert msgs[0][1] == "fail"
+    assert "API Error: 400 scripted bad request" in msgs[1][1]
+    assert json.loads(msgs[1][2])["error"]
+    meta = json.loads(msgs[2][2])
+    assert meta["is_error"] is True and meta["api_error_status"] == 400
+    assert msgs[2][1] == result.result
 
 
 async def test_consumer_breaks_after_first_message(
@@ -196,19 +218,225 @@ async def test_consumer_breaks_after_first_message(
         await stream.aclose()
         del stream
         gc.collect()
+        await settle_sdk()
     assert cpl.flush(10)
     (status, err) = db_query(local_db, "SELECT status, error_message FROM sessions")[0]
     assert status != "running"
     assert (status, err) == ("error", "stream closed by the consumer before the result")
 
 
-def test_uninstrument_restores_originals() -> None:
-    from claude_agent_sdk._internal.client import InternalClient
+# ----- the README's pattern: a block around plain SDK calls ------------------------------------
 
-    before = (InternalClient.__dict__["process_query"], ClaudeSDKClient.__dict__["query"])
-    cpl.instrument()
-    cpl.instrument()  # idempotent: not wrapped twice
-    wrapped = InternalClient.__dict__["process_query"]
-    assert wrapped is not before[0] and wrapped.__wrapped__ is before[0]
-    cpl.uninstrument()
-    assert (InternalClient.__dict__["process_query"], ClaudeSDKClient.__dict__["query"]) == before
+
+async def test_logged_session_logs_plain_query_without_track(
+    local_db: Path, tmp_path: Path
+) -> None:
+    cpl.uninstrument()  # the block itself must turn instrumentation on
+    try:
+        with ScriptedAnthropicServer(tool_script()) as server:
+            result = None
+            async with cpl.logged_session("review", metadata={"pr": 42}) as s:
+                async for msg in query(
+                    prompt="Review the diff", options=scripted_claude_options(server, tmp_path)
+                ):
+                    if isinstance(msg, ResultMessage):
+                        result = msg
+    finally:
+        cpl.uninstrument()
+    assert result is not None
+    assert cpl.flush(10)
+    assert db_query(local_db, "SELECT id, agent_type FROM sessions") == [(s.id, "review")]
+    assert_tool_session(local_db, s.id, result)
+    (meta,) = db_query(local_db, "SELECT metadata FROM sessions")[0]
+    assert json.loads(meta)["pr"] == 42
+    assert db_query(
+        local_db, "SELECT content FROM messages WHERE role='user' ORDER BY sequence"
+    ) == [("Review the diff",)]
+
+
+# ----- streamed prompts ---------------------------------------------------------------------------
+
+
+def prompt_message(text: str) -> dict[str, Any]:
+    return {
+        "type": "user",
+        "message": {"role": "user", "content": [{"type": "text", "text": text}]},
+        "parent_tool_use_id": None,
+        "session_id": "default",
+    }
+
+
+async def test_streamed_prompt_is_logged_with_its_text(
+    local_db: Path, tmp_path: Path, instrumented: None
+) -> None:
+    sent = [prompt_message("streamed hello, list the files")]
+    consumed: list[Any] = []
+
+    async def prompts() -> Any:
+        for item in sent:
+            consumed.append(item)
+            yield item
+
+    with ScriptedAnthropicServer([text_turn("Nothing to list.", usage=Usage(5, 3))]) as server:
+        out = [
+            m
+            async for m in query(
+                prompt=prompts(), options=scripted_claude_options(server, tmp_path)
+            )
+        ]
+    assert consumed == sent and isinstance(out[-1], ResultMessage)
+    # the CLI got exactly what the generator yielded
+    assert "streamed hello, list the files" in json.dumps(server.main_requests[0]["messages"])
+    assert cpl.flush(10)
+    (sid,) = db_query(local_db, "SELECT id FROM sessions")[0]
+    rows = db_query(
+        local_db,
+        "SELECT role, content FROM messages WHERE session_id=? ORDER BY sequence",
+        (sid,),
+    )
+    assert rows[0] == ("user", "streamed hello, list the files")
+    assert rows[-1] == ("result", "Nothing to list.")
+    (hit,) = cpl.search_sessions("list the files")
+    assert hit.session.id == sid and hit.role == "user"
+
+
+# ----- a query() outside any session: its own session ends however the consumer stops --------
+
+
+async def settle_sdk(timeout: float = 10.0) -> None:
+    """Let asyncio finish closing abandoned SDK generators (which stops the CLI process) before
+    the test's loop closes; bounded. Uses the loop's private set of live async generators."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        live = [
+            g.__qualname__
+            for g in list(getattr(loop, "_asyncgens", ()))
+            if g.__qualname__.split(".")[0] in ("InternalClient", "Query", "SubprocessCLITransport")
+        ]
+        if not live:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def wait_ended(db: Path, timeout: float = 10.0) -> list[tuple[Any, ...]]:
+    """Bounded wait until no session is running (ends may come from the event loop)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        await asyncio.sleep(0.02)
+        assert cpl.flush(5)
+        rows = db_query(db, "SELECT status, error_message FROM sessions")
+        if rows and all(r[0] != "running" for r in rows):
+            await settle_sdk()
+            return rows
+        if asyncio.get_running_loop().time() > deadline:
+            return rows
+
+
+async def test_consumer_cancelled_in_its_loop_body(
+    local_db: Path, tmp_path: Path, instrumented: None
+) -> None:
+    started = asyncio.Event()
+    with ScriptedAnthropicServer(tool_script()) as server:
+        options = scripted_claude_options(server, tmp_path)
+
+        async def consume() -> None:
+            async for _msg in query(prompt="slow consumer", options=options):
+                started.set()
+                await asyncio.sleep(60)  # cancelled here, not inside the stream
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(started.wait(), 60)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await wait_ended(local_db) == [("error", "cancelled")]
+
+
+@pytest.mark.parametrize("how", ["awaited", "gathered"])
+async def test_exception_in_loop_body_kept_by_the_caller(
+    local_db: Path, tmp_path: Path, instrumented: None, how: str
+) -> None:
+    """The caller keeps the exception (and so the stream) alive: the consumer's task ending
+    still ends the session, with the exception's text."""
+    with ScriptedAnthropicServer(tool_script()) as server:
+        options = scripted_claude_options(server, tmp_path)
+
+        async def consume() -> None:
+            async for _msg in query(prompt="buggy consumer", options=options):
+                raise ValueError("consumer bug")
+
+        if how == "awaited":
+            with pytest.raises(ValueError, match="consumer bug") as kept:
+                await asyncio.create_task(consume())
+            assert isinstance(kept.value, ValueError)
+        else:
+            (kept_exc,) = await asyncio.gather(consume(), return_exceptions=True)
+            assert isinstance(kept_exc, ValueError)
+        assert await wait_ended(local_db) == [("error", "ValueError: consumer bug")]
+
+
+async def test_exception_in_loop_body_in_the_same_task(
+    local_db: Path, tmp_path: Path, instrumented: None
+) -> None:
+    """Caught in the task that iterated: the stream only sees that it was let go."""
+    with ScriptedAnthropicServer(tool_script()) as server:
+        with pytest.raises(ValueError, match="consumer bug"):
+            async for _msg in query(
+                prompt="buggy", options=scripted_claude_options(server, tmp_path)
+            ):
+                raise ValueError("consumer bug")
+        assert await wait_ended(local_db) == [
+            ("error", "stream closed by the consumer before the result")
+        ]
+
+
+async def test_break_without_aclose_ends_the_session(
+    local_db: Path, tmp_path: Path, instrumented: None
+) -> None:
+    with ScriptedAnthropicServer(tool_script()) as server:
+
+        async def consume() -> str:
+            async for msg in query(
+                prompt="first only", options=scripted_claude_options(server, tmp_path)
+            ):
+                return type(msg).__name__
+            return "nothing"
+
+        assert await consume() == "SystemMessage"
+        assert await wait_ended(local_db) == [
+            ("error", "stream closed by the consumer before the result")
+        ]
+
+
+async def test_asend_athrow_on_instrumented_query(
+    local_db: Path, tmp_path: Path, instrumented: None
+) -> None:
+    with ScriptedAnthropicServer(tool_script()) as server:
+        options = scripted_claude_options(server, tmp_path)
+        stream = query(prompt="step by step", options=options)
+        first = await stream.__anext__()
+        second = await stream.asend(None)
+        assert type(first).__name__ == "SystemMessage" and second is not first
+        with pytest.raises(KeyError, match="stop here"):
+            await stream.athrow(KeyError("stop here"))  # the SDK does not catch it
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()  # a finished generator, as without logging
+        assert await wait_ended(local_db) == [
+            ("error", "stream closed by the consumer before the result")
+        ]
+        # the messages read before the throw were logged
+        roles = db_query(local_db, "SELECT role FROM messages ORDER BY sequence")
+        assert roles[0] == ("user",) and len(roles) >= 2
+
+
+async def test_read_to_the_result_then_aclose_is_completed(
+    local_db: Path, tmp_path: Path, instrumented: None
+) -> None:
+    with ScriptedAnthropicServer(tool_script()) as server:
+        stream = query(prompt="all of it", options=scripted_claude_options(server, tmp_path))
+        async for msg in stream:
+            if isinstance(msg, ResultMessage):
+                break
+        await stream.aclose()
+        assert await wait_ended(local_db) == [("completed", None)]

@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.cli import main
-from tests.conftest import REPO, SECRET_TOKEN, SyncServer
+from claude_parallel_logging.cli import Column, fit_columns, fmt_cost, fmt_int, fmt_ms, main
+from claude_parallel_logging.queries import get_session
+from tests.conftest import REPO, SECRET_TOKEN, SyncServer, query
 from tests.populate import (
     GenSession,
     expected_search,
+    expected_tokens,
     expected_usage,
     newest_first,
     populate,
@@ -193,11 +195,51 @@ def _long_output_session(populated: Populated) -> GenSession:
     raise AssertionError("the population has no long tool output")
 
 
+def expected_totals_line(s: GenSession) -> str:
+    """The transcript's last line for a finished session, from the generated data."""
+    failed = sum(t.status == "error" for t in s.tools)
+    tools = f"{len(s.tools)} tool calls" + (f" ({failed} failed)" if failed else "")
+    t = s.totals
+    parts = [f"{len(s.messages)} messages", tools]
+    if "input_tokens" in t:
+        parts.append(
+            f"tokens {t['input_tokens']:,} in, {t['output_tokens']:,} out,"
+            f" {t['cache_read_tokens']:,} cache read, {t['cache_creation_tokens']:,} cache write"
+        )
+    else:  # OpenCode-shaped: summed over the messages
+        itok, otok = expected_tokens(s)
+        parts.append(f"tokens {itok:,} in, {otok:,} out")
+    parts.append(f"cost ${t['cost_usd']:,.4f}")
+    if "num_turns" in t:
+        parts.append(f"{t['num_turns']} turns")
+    parts.append(f"duration {fmt_ms(t['duration_ms'])}")
+    return "Totals: " + "; ".join(parts)
+
+
+def test_duration_and_number_formats() -> None:
+    assert [fmt_ms(x) for x in (None, 0, 850, 12_345, 245_000, 3_720_000)] == [
+        "-", "0 ms", "850 ms", "12.3 s", "4m05s", "1h02m",
+    ]  # fmt: skip
+    assert (fmt_int(1234567), fmt_int(None), fmt_cost(0.00408), fmt_cost(None)) == (
+        "1,234,567", "-", "$0.0041", "-",
+    )  # fmt: skip
+
+
 def test_show_transcript(populated: Populated, cli: Cli) -> None:
     s = _long_output_session(populated)
     r = cli("--database", str(populated.path), "show", s.id)
     assert r.code == 0 and r.err == ""
     out = r.out
+    lines = out.splitlines()
+    for t in s.tools:  # each call: its input, status, own duration and call id
+        head = f"    tool {t.name}: {t.status}, {fmt_ms(t.duration_ms)}  [{t.tool_use_id}]"
+        assert head in lines, head
+        asked = s.messages[t.message_index or 0]
+        call = f"  -> {t.name} {json.dumps(asked.tool_input, ensure_ascii=False)}"
+        assert call in lines, call
+        if t.input != asked.tool_input:  # changed on the execution: shown under it too
+            assert f"      input: {json.dumps(t.input, ensure_ascii=False)}" in lines
+    assert lines[-1] == expected_totals_line(s)
     assert out.splitlines()[0] == f"Session {s.id}"
     assert f"SDK session: {s.external_id}" in out
     assert s.messages[0].content in out  # the prompt
@@ -211,9 +253,6 @@ def test_show_transcript(populated: Populated, cli: Cli) -> None:
     assert long.output is not None
     assert f"more chars, {len(long.output):,} in total]" in out
     assert long.output not in out  # truncated
-    assert out.rstrip().splitlines()[-1].startswith(f"Totals: {len(s.messages)} messages")
-    assert f"cost ${s.totals['cost_usd']:,.4f}" in out
-    assert f"{s.totals['num_turns']} turns" in out
 
     full = cli("--database", str(populated.path), "show", s.id, "--max-chars", "0")
     assert long.output.splitlines()[-1] in full.out and "more chars" not in full.out
@@ -245,12 +284,6 @@ def test_show_lookups_and_exports(populated: Populated, cli: Cli, tmp_path: Path
         assert [m["content"] for m in data["messages"]] == [m.content for m in s.messages]
         assert len(data["tool_executions"]) == len(s.tools)
 
-    r = cli(*db, "show", s.id, "--format", "jsonl")
-    records = [json.loads(line) for line in r.out.splitlines()]
-    assert records[0]["type"] == "session" and records[0]["id"] == s.id
-    assert sum(x["type"] == "message" for x in records) == len(s.messages)
-    assert sum(x["type"] == "tool_execution" for x in records) == len(s.tools)
-
     r = cli(*db, "show", s.id, "--format", "markdown")
     assert r.out.startswith(f"# Session `{s.id}`")
     assert r.out.count("```") % 2 == 0
@@ -262,6 +295,54 @@ def test_show_lookups_and_exports(populated: Populated, cli: Cli, tmp_path: Path
     assert r.code == 0 and r.out == "" and target.read_text().startswith("# Session")
     r = cli(*db, "show", s.id, "-o", str(tmp_path))
     assert_one_line_error(r, "is a directory")
+
+
+def test_show_exports_are_complete(populated: Populated, cli: Cli) -> None:
+    """The markdown export holds every text whole (the long tool output included) and the
+    totals; the JSONL export is exactly what ``get_session`` returns, record by record."""
+    s = _long_output_session(populated)
+    db = ["--database", str(populated.path)]
+    r = cli(*db, "show", s.id, "--format", "markdown")
+    assert r.code == 0 and r.err == ""
+    md = r.out
+    long = next(t for t in s.tools if len(t.output or "") > 3000)
+    assert long.output is not None
+    assert f"Output ({len(long.output):,} chars):\n\n```\n{long.output}\n```\n" in md
+    assert "more chars" not in md
+    for m in s.messages:
+        if m.content:
+            assert m.content in md
+    assert md.rstrip().splitlines()[-1] == expected_totals_line(s)
+    assert f"| status | {s.status} |" in md and f"| SDK session | {s.external_id} |" in md
+
+    r = cli(*db, "show", s.id, "--format", "jsonl")
+    assert r.code == 0
+    records = [json.loads(line) for line in r.out.splitlines()]
+    config = cpl.TursoConfig(url=str(populated.path))
+    client = cpl.TursoClient(config, cpl.Settings(config=config))
+    try:
+        detail = get_session(s.id, client=client)
+    finally:
+        client.shutdown(5)
+    assert detail is not None
+    want = json.loads(json.dumps(detail.to_dict()))
+    kinds = [x.pop("type") for x in records]
+    assert kinds[0] == "session" and kinds.count("session") == 1
+    assert records[0] == want["session"]
+    got_messages = [x for k, x in zip(kinds, records) if k == "message"]
+    assert got_messages == want["messages"]  # in sequence order, every column
+    got_tools = [x for k, x in zip(kinds, records) if k == "tool_execution"]
+    assert sorted(got_tools, key=lambda t: t["id"]) == sorted(
+        want["tool_executions"], key=lambda t: t["id"]
+    )
+    assert len(got_messages) == len(s.messages) and len(got_tools) == len(s.tools)
+    # Each tool execution comes right after the message that asked for it.
+    for i, (kind, rec) in enumerate(zip(kinds, records)):
+        if kind == "tool_execution":
+            owner = next(
+                records[j] for j in range(i - 1, -1, -1) if kinds[j] == "message"
+            )
+            assert rec["message_id"] == owner["id"]
 
 
 def test_show_unknown_id(populated: Populated, cli: Cli) -> None:
@@ -362,6 +443,30 @@ def test_doctor_and_sync_local(populated: Populated, cli: Cli) -> None:
     assert data["stats"]["pending"] == 0
 
 
+def test_sync_progress_of_this_process_goes_to_stderr(tmp_path: Path, cli: Cli) -> None:
+    """Events this process still holds are written with a progress bar, on stderr only."""
+    pytest.importorskip("rich")
+    path = tmp_path / "pending.db"
+    cpl.configure(database_url=str(path), flush_interval=60, batch_size=100)
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="pending", agent_type="a", model="m"))
+    for i in range(2000):
+        lg.log_message("user", f"message {i}")
+    assert cpl.stats()["pending"] > 1000  # not written yet: the flush interval is long
+    r = cli("sync", "--color", "always")
+    assert r.code == 0, r
+    report = ANSI.sub("", r.out).splitlines()
+    assert report[1] == "this process: 2,001 written, 0 pending, 0 pushes, 0 push failures"
+    bar = ANSI.sub("", r.err)
+    total = re.search(r"writing this process's events .*?(\d+)/(\d+) events", bar)
+    assert total is not None and int(total.group(2)) > 1000
+    assert f"{total.group(2)}/{total.group(2)} events" in bar  # and it finished
+    assert "━" not in r.out
+    r = cli("sync", "--json", "--color", "always")  # nothing pending now, still pure JSON
+    assert r.json()["stats"]["written"] == 2001 and r.err == ""
+    assert query(path, "SELECT COUNT(*) FROM messages") == [(2000,)]
+
+
 def test_doctor_reports_problems(tmp_path: Path, cli: Cli) -> None:
     r = cli("--database", str(tmp_path / "missing.db"), "doctor")
     assert r.code == 0 and "[WARN] connectivity" in r.out and "does not exist" in r.out
@@ -445,6 +550,136 @@ def test_colour_tables_with_rich(
     assert r.code == 0 and ANSI.search(r.out) and "Totals:" in ANSI.sub("", r.out)
     r = cli(*db, "sessions", "--limit", "3", "--color", "never")
     assert not ANSI.search(r.out)
+
+
+def rich_run(cli: Cli, monkeypatch: pytest.MonkeyPatch, columns: int, *argv: str) -> list[str]:
+    """Lines a terminal ``columns`` wide shows (colour codes removed)."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    r = cli(*argv, "--color", "always")
+    assert r.code == 0 and r.err == "", r
+    assert ANSI.search(r.out)
+    return ANSI.sub("", r.out).splitlines()
+
+
+def resolve(cli: Cli, db: list[str], ref: str) -> str:
+    r = cli(*db, "show", ref, "--json")
+    assert r.code == 0, (ref, r.err)
+    data = r.json()
+    assert isinstance(data, dict)
+    return str(data["session"]["id"])
+
+
+ISO_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+def test_tables_fit_an_80_column_terminal(
+    populated: Populated, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing wraps: one line per row, each id whole or as a unique prefix that ``show``
+    resolves to that very session, each date whole; minor columns give way, and say so."""
+    pytest.importorskip("rich")
+    from rich.cells import cell_len
+
+    db = ["--database", str(populated.path)]
+    expected = newest_first(populated.sessions)[:12]
+    lines = rich_run(cli, monkeypatch, 80, *db, "sessions", "--limit", "12")
+    assert all(cell_len(line) <= 80 for line in lines[:14])  # the table (not the cursor)
+    assert lines[0].split()[:4] == ["ID", "STARTED", "(UTC)", "AGENT"]
+    rows = lines[2:14]
+    for row, s in zip(rows, expected, strict=True):
+        ref = row.split()[0]
+        assert len(ref) >= 8 and s.id.startswith(ref)
+        assert resolve(cli, db, ref) == s.id
+        assert row.split()[1:3] == s.started_at[:19].split("T")
+        assert ISO_SECONDS.search(row) and s.status in row.split()
+        tokens = expected_tokens(s)
+        if s.totals.get("cost_usd") is not None:
+            assert f"${s.totals['cost_usd']:,.4f}" in row
+        assert tokens[0] is None or row.split()[-2].replace(",", "").isdigit()
+    assert any(line.startswith("(too narrow for MSGS, TOOLS, DURATION") for line in lines)
+    assert lines[-1].startswith("More sessions: add --cursor ")
+
+    hits = expected_search(populated.sessions, "it's")[:20]
+    lines = rich_run(cli, monkeypatch, 80, *db, "search", "it's")
+    assert all(cell_len(line) <= 80 for line in lines)
+    rows = [line for line in lines[2:] if line and not line.startswith("(")]
+    assert [resolve(cli, db, row.split()[0]) for row in rows] == hits
+    assert all("it's" in row.lower() or "…" in row for row in rows)
+
+    lines = rich_run(cli, monkeypatch, 80, *db, "stats", "--group-by", "model")
+    assert all(cell_len(line) <= 80 for line in lines)
+    models = sorted({s.model for s in populated.sessions})
+    assert [line.split()[0] for line in lines[2 : 2 + len(models)]] == models
+    for line, model in zip(lines[2:], models):
+        exp = expected_usage(populated.sessions, "model")[model]
+        assert line.split()[1:3] == [str(exp["sessions"]), f"{exp['success_rate'] * 100:.1f}%"]
+
+
+def test_wide_terminal_shows_whole_ids_and_every_column(
+    populated: Populated, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("rich")
+    db = ["--database", str(populated.path)]
+    lines = rich_run(cli, monkeypatch, 200, *db, "sessions", "--limit", "5")
+    assert lines[0].split() == [
+        "ID", "STARTED", "(UTC)", "AGENT", "MODEL", "STATUS", "MSGS", "TOOLS", "TOKENS",
+        "COST", "DURATION",
+    ]  # fmt: skip
+    for row, s in zip(lines[2:7], newest_first(populated.sessions), strict=False):
+        cells = row.split()
+        assert cells[0] == s.id and cells[1:3] == s.started_at[:19].split("T")
+        assert cells[3:5] == [s.agent_type, s.model]
+    assert not any(line.startswith("(too narrow") for line in lines)
+
+
+def test_fit_columns_order_of_giving_way() -> None:
+    columns = [
+        Column("ID", keep=True),
+        Column("NAME", shrink=4),
+        Column("A", right=True, drop=1),
+        Column("B", right=True, drop=2),
+    ]
+    rows = [["0123456789abcdef", "a long name here", "1,000", "22"]]
+
+    def fit(width: int) -> tuple[Any, list[list[str]]]:
+        return fit_columns(columns, rows, width, lambda n: 2 * (n - 1), {0: ["01234567"]})
+
+    layout, texts = fit(100)  # everything fits: nothing changes
+    assert (layout.visible, layout.widths, layout.compact) == ([0, 1, 2, 3], [16, 16, 5, 2], False)
+    assert texts == rows
+    layout, texts = fit(40)  # the name is cut first
+    assert (layout.visible, layout.compact) == ([0, 1, 2, 3], False)
+    assert layout.widths == [16, 40 - 16 - 5 - 2 - 6, 5, 2]
+    layout, texts = fit(30)  # then the id gets its compact form
+    assert layout.compact and texts[0][0] == "01234567" and layout.visible == [0, 1, 2, 3]
+    layout, _ = fit(21)  # then B goes (the higher rank), then A
+    assert (layout.visible, layout.hidden) == ([0, 1, 2], ["B"])
+    layout, _ = fit(14)
+    assert (layout.visible, layout.hidden, layout.widths) == ([0, 1], ["B", "A"], [8, 4])
+    layout, _ = fit(5)  # never drops a kept column, never below the minimums
+    assert layout.visible == [0, 1] and layout.widths == [8, 4]
+
+
+def test_broken_pipe_exits_quietly(populated: Populated) -> None:
+    """``cpl ... | head``: the reader closes early; no traceback, no error, exit 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_parallel_logging", "--database", str(populated.path),
+         "sessions", "--json", "--limit", "300"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like head: gone long before the 100+ KB are written
+    try:
+        code = proc.wait(60)
+    finally:
+        proc.kill()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert first == b"{\n"
+    assert (code, err) == (0, "")
 
 
 def test_plain_text_when_rich_is_missing(populated: Populated) -> None:
@@ -551,13 +786,18 @@ def test_cloud_mode_end_to_end(cloud: SyncServer, tmp_path: Path) -> None:
     assert r.code == 0 and "[WARN] pending (replicas)" in r.out and "1 left by exited" in r.out
     r = run("sync", "--color", "always")
     assert r.code == 0, r.err
-    assert "1 found, 1 pushed" in ANSI.sub("", r.out) and "pushing replicas" in r.out
+    report = ANSI.sub("", r.out)
+    assert re.search(r"1 found, 1 pushed \(\d+ changes\), 0 in use by running processes", report)
+    assert "━" not in r.out  # the progress bar is on stderr, the report alone on stdout
+    bar = ANSI.sub("", r.err)
+    assert "pushing 1 replica(s) of exited processes" in bar and "1/1 replicas" in bar
+    assert re.search(r"(\d+)/\1 changes", bar)
     r = run("sessions", "--json", "--agent-type", "child")
     assert [s["id"] for s in r.json()["sessions"]] == ["stale-only", "pushed-before-kill"]
     r = run("search", "ONLY IN THE REPLICA")
     assert r.code == 0 and "stale-only" in r.out
     r = run("sync", "--json")
-    assert r.json()["replicas"] == {"found": 0, "pushed": 0, "in_use": 0, "failed": 0}
+    assert r.json()["replicas"] == {"found": 0, "pushed": 0, "changes": 0, "in_use": 0, "failed": 0}
 
     # Errors in cloud mode are one line too, and never show the token.
     r = run("--auth-token", SECRET_TOKEN, "sessions", "--limit", SECRET_TOKEN)
@@ -574,6 +814,42 @@ def test_cloud_mode_end_to_end(cloud: SyncServer, tmp_path: Path) -> None:
     for result in outputs:
         assert SECRET_TOKEN not in result.out + result.err
         assert "Traceback" not in result.err
+
+
+def test_sync_json_stays_json_on_a_terminal(cloud: SyncServer, tmp_path: Path) -> None:
+    """``sync --json`` with a replica to push and colour forced: stdout is one JSON document
+    (no progress bar in it, nothing on stderr), and the replica's rows reach the server."""
+    replicas = str(tmp_path / "json-replicas")
+    child = subprocess.Popen(
+        [sys.executable, "-c", STALE_CHILD, cloud.url, SECRET_TOKEN],
+        env={**os.environ, "PYTHONPATH": str(REPO), "CPL_REPLICA_DIR": replicas},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline().strip() == "ready"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        child.stdout.close()
+    assert cloud.query("SELECT id FROM sessions WHERE id = 'stale-only'") == []
+    env = {
+        "TURSO_DATABASE_URL": cloud.url,
+        "TURSO_AUTH_TOKEN": SECRET_TOKEN,
+        "CPL_REPLICA_DIR": replicas,
+    }
+    r = run_cli("sync", "--json", "--color", "always", env=env)
+    assert (r.code, r.err) == (0, ""), r
+    data = json.loads(r.out)  # the whole output parses: nothing else was drawn on stdout
+    assert data["ok"] is True and data["mode"] == "cloud"
+    pushed = data["replicas"]
+    assert (pushed["found"], pushed["pushed"], pushed["in_use"], pushed["failed"]) == (1, 1, 0, 0)
+    assert pushed["changes"] >= 2  # the session and its message, at least
+    assert SECRET_TOKEN not in r.out
+    assert cloud.query("SELECT id FROM sessions WHERE id = 'stale-only'") == [("stale-only",)]
+    rows = cloud.query("SELECT content FROM messages WHERE session_id = 'stale-only'")
+    assert rows == [("only in the replica of a killed process",)]
 
 
 def test_remote_url_option_in_process(cloud: SyncServer, cli: Cli) -> None:

@@ -9,8 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import claude_parallel_logging as cpl
-from claude_parallel_logging.schema import SCHEMA_VERSION
+from claude_parallel_logging.client import TursoClient, get_turso_client
+from claude_parallel_logging.schema import MIGRATIONS, SCHEMA_VERSION, SchemaVersionError, migrate
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer
 
 
@@ -120,3 +123,147 @@ def test_replica_of_killed_process_is_pushed_by_next_process(
     assert cloud.query("SELECT COUNT(*) FROM messages WHERE session_id='killed'") == [(50,)]
     assert cloud.query("SELECT id FROM sessions ORDER BY id") == [("killed",), ("next",)]
     assert not left[0].exists()
+
+
+def test_replica_of_killed_process_is_recovered_as_the_writer_starts(
+    cloud: SyncServer, tmp_path: Path
+) -> None:
+    """No flush, no push interval to wait for: the first event starts the recovery."""
+    left = _leave_killed_replica(cloud, tmp_path)
+    cpl.configure(push_interval=3600)
+    t0 = time.monotonic()
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="next", agent_type="a", model="m"))
+    assert time.monotonic() - t0 < 0.25  # the caller is not delayed (by the recovery)
+    deadline = time.monotonic() + 15
+    while left.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left.exists()
+    assert time.monotonic() - t0 < 5
+    assert cloud.query("SELECT COUNT(*) FROM messages WHERE session_id='killed'") == [(50,)]
+
+
+def _leave_killed_replica(cloud: SyncServer, tmp_path: Path) -> Path:
+    cloud.stop()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CHILD, cloud.url, SECRET_TOKEN],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "written"
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    left = list((tmp_path / "replicas").rglob("w-*.db"))
+    assert len(left) == 1
+    cloud.start()
+    return left[0]
+
+
+def test_live_replica_of_another_client_in_this_process_is_left_alone(cloud: SyncServer) -> None:
+    """Two clients of one process: the second one's recovery must not push and remove the
+    first one's replica (it can open it, as no lock stops a process from opening its own)."""
+    first = get_turso_client()
+    assert first is not None
+    a = cpl.ConversationLogger(first)
+    a.start_session(cpl.SessionInfo(id="first", agent_type="a", model="m"))
+    a.log_message("user", "1")
+    assert first.flush(10)
+    first_replica = first.writer.store.path  # type: ignore[union-attr]
+    second = TursoClient(first.config, first.settings)
+    try:
+        b = cpl.ConversationLogger(second)
+        b.start_session(cpl.SessionInfo(id="second", agent_type="a", model="m"))
+        assert second.flush(10)
+        assert os.path.exists(first_replica)
+        a.log_message("user", "2")
+        assert first.flush(10)
+        assert cloud.query("SELECT COUNT(*) FROM messages WHERE session_id='first'") == [(2,)]
+    finally:
+        assert second.shutdown(10)
+    assert cloud.query("SELECT id FROM sessions ORDER BY id") == [("first",), ("second",)]
+
+
+def test_writes_and_pushes_interleave_without_loss(cloud: SyncServer) -> None:
+    """The writer and the push thread use two connections to one replica at the same time."""
+    cpl.configure(push_interval=0.02, flush_interval=0.01, batch_size=50)
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="mix", agent_type="a", model="m"))
+    for chunk in range(30):
+        for i in range(100):
+            lg.log_message("assistant", f"{chunk}-{i}")
+        time.sleep(0.01)
+    assert cpl.flush(20)
+    st = cpl.stats()
+    assert st["pushes"] >= 2 and st["push_failures"] == 0 and st["last_error"] is None
+    assert cloud.query("SELECT COUNT(*), COUNT(DISTINCT content) FROM messages") == [(3000, 3000)]
+
+
+def _prepare_remote(server: SyncServer, version: int, tmp_path: Path) -> None:
+    """Give the remote a schema: ``version`` 1 is the original TypeScript tables only."""
+    import turso.sync
+
+    conn = turso.sync.connect(
+        str(tmp_path / "prepare.db"), server.url, auth_token=SECRET_TOKEN, isolation_level=None
+    )
+    try:
+        if version == 1:
+            for step in MIGRATIONS[0].steps:
+                assert isinstance(step, str)
+                conn.execute(step)
+            conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+            conn.execute("INSERT INTO sessions (id, agent_type, model) VALUES ('old', 'a', 'm')")
+        else:
+            migrate(conn)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        conn.push()
+    finally:
+        conn.close()
+    assert server.query("SELECT MAX(version) FROM schema_version") == [(version,)]
+
+
+def test_remote_with_newer_schema_is_refused(cloud: SyncServer, tmp_path: Path) -> None:
+    _prepare_remote(cloud, 99, tmp_path)
+    with pytest.raises(SchemaVersionError, match="99"):
+        cpl.initialize_schema()
+    log_session("new")
+    assert cpl.flush(5) is False
+    st = cpl.stats()
+    assert st["written"] == 0 and st["pending"] == 7 and st["pushes"] == 0
+    assert "SchemaVersionError" in str(st["last_error"]) and SECRET_TOKEN not in str(st)
+    assert cloud.query("SELECT COUNT(*) FROM sessions") == [(0,)]
+    assert cloud.query("SELECT MAX(version) FROM schema_version") == [(99,)]
+    assert list((tmp_path / "replicas").rglob("w-*.db")) == []  # not even a local copy
+
+
+def test_newer_remote_learnt_after_start_is_never_pushed(cloud: SyncServer, tmp_path: Path) -> None:
+    """Unreachable at start: rows go to the replica; once the remote answers with a newer
+    version, nothing is pushed and writing stops."""
+    _prepare_remote(cloud, 99, tmp_path)
+    cloud.stop()
+    log_session("early")
+    deadline = time.monotonic() + 10
+    while cpl.stats()["written"] < 7 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cpl.stats()["written"] == 7  # safe in the local replica
+    cloud.start()
+    assert cpl.flush(10) is False
+    assert "SchemaVersionError" in str(cpl.stats()["last_error"])
+    log_session("late")
+    assert cpl.flush(5) is False
+    assert cpl.stats()["written"] == 7
+    assert cloud.query("SELECT COUNT(*) FROM sessions") == [(0,)]
+    assert cpl.shutdown(5) is False
+    assert len(list((tmp_path / "replicas").rglob("w-*.db"))) == 1  # kept, never pushed
+
+
+def test_version_1_remote_is_upgraded_in_place(cloud: SyncServer, tmp_path: Path) -> None:
+    _prepare_remote(cloud, 1, tmp_path)
+    assert cpl.initialize_schema() == SCHEMA_VERSION
+    log_session("new")
+    assert cpl.flush(10)
+    assert cloud.query("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert cloud.query("SELECT id FROM sessions ORDER BY id") == [("new",), ("old",)]
+    assert cloud.query("SELECT cost_usd FROM sessions WHERE id = 'new'") == [(0.5,)]
+    columns = {r[1] for r in cloud.query("PRAGMA table_info(messages)")}
+    assert {"external_id", "parent_tool_use_id", "metadata"} <= columns

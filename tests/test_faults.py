@@ -125,6 +125,15 @@ def test_disk_full_agent_unaffected_errors_counted(
     assert st["failed_batches"] >= 1 and st["last_error"]
     warnings = [r for r in caplog.records if "cannot write" in r.getMessage()]
     assert 1 <= len(warnings) <= 2  # warned, rate-limited
+    # space comes back: everything that waited is written, nothing was skipped
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_tmpfs)], check=True)
+    assert cpl.flush(20)
+    st = cpl.stats()
+    assert st["discarded"] == 0 and st["dropped"] == 0 and st["pending"] == 0, st
+    assert query(db, "SELECT COUNT(*), MIN(sequence), MAX(sequence) FROM messages") == [
+        (2000, 1, 2000)
+    ]
+    assert query(db, "SELECT status FROM sessions") == [("completed",)]
 
 
 def test_read_only_database_directory(small_tmpfs: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -132,12 +141,20 @@ def test_read_only_database_directory(small_tmpfs: Path, caplog: pytest.LogCaptu
     cpl.configure(database_url=str(small_tmpfs / "ro.db"), flush_interval=0.02)
     lg = cpl.ConversationLogger()
     lg.start_session(cpl.SessionInfo(id="ro", agent_type="a", model="m"))
+    t0 = time.perf_counter()
     agent_work(lg, 50)
     lg.end_session()
+    assert time.perf_counter() - t0 < 0.5  # 150 log calls: the agent never waits
     assert cpl.flush(1) is False
     st = cpl.stats()
-    assert st["written"] == 0 and st["failed_batches"] >= 1
+    assert st["written"] == 0 and st["failed_batches"] >= 2  # retried ...
     assert "readonly" in str(st["last_error"]).lower().replace("-", "")
+    warnings = [r for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(warnings) == 1  # ... but warned once (rate-limited to one per 30 s)
+    subprocess.run(["mount", "-o", "remount,rw", str(small_tmpfs)], check=True)
+    assert cpl.flush(20)
+    assert query(small_tmpfs / "ro.db", "SELECT COUNT(*) FROM messages") == [(50,)]
+    assert query(small_tmpfs / "ro.db", "SELECT COUNT(*) FROM tool_executions") == [(50,)]
 
 
 def test_100_sessions_in_threads(local_db: Path) -> None:
@@ -155,7 +172,22 @@ def test_100_sessions_in_threads(local_db: Path) -> None:
     assert cpl.flush(15)
     assert query(local_db, "SELECT COUNT(*) FROM sessions WHERE status='completed'") == [(100,)]
     assert query(local_db, "SELECT COUNT(*) FROM messages") == [(1000,)]
-    assert query(local_db, "SELECT COUNT(DISTINCT session_id) FROM tool_executions") == [(100,)]
+    # sessions never mix: each holds exactly its own ten steps, in order, and its own tools
+    for k in (0, 37, 99):
+        rows = query(
+            local_db, "SELECT sequence, content FROM messages WHERE session_id=? ORDER BY sequence",
+            (f"t{k}",),
+        )  # fmt: skip
+        assert rows == [(i + 1, f"step {i}") for i in range(10)]
+    per_session = query(
+        local_db, "SELECT session_id, COUNT(*) FROM tool_executions GROUP BY session_id"
+    )
+    assert len(per_session) == 100 and all(n == 10 for _, n in per_session)
+    assert query(
+        local_db,
+        "SELECT COUNT(*) FROM (SELECT session_id FROM messages GROUP BY session_id "
+        "HAVING COUNT(DISTINCT sequence) != 10 OR MIN(sequence) != 1 OR MAX(sequence) != 10)",
+    ) == [(0,)]
 
 
 INTERRUPTED = """

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -212,16 +213,30 @@ async def test_usable_from_asyncio_without_blocking(local_db: Path) -> None:
     assert ticks == 50
     assert query(local_db, "SELECT COUNT(*) FROM sessions WHERE status='completed'") == [(100,)]
     assert query(local_db, "SELECT COUNT(*) FROM messages") == [(2000,)]
+    for n in (0, 42, 99):  # interleaved on one loop, yet each session has only its own rows
+        rows = query(
+            local_db, "SELECT sequence, content FROM messages WHERE session_id=? ORDER BY sequence",
+            (f"a{n}",),
+        )  # fmt: skip
+        assert rows == [(i + 1, f"{n}-{i}") for i in range(20)]
 
 
-def test_queue_full_drops_are_counted_never_block(db_path: Path) -> None:
+def test_queue_full_drops_are_counted_never_block(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cpl.configure(database_url=str(db_path), queue_capacity=10, flush_interval=5)
     logger = cpl.ConversationLogger()
     logger.start_session(cpl.SessionInfo(id="s", agent_type="a", model="m"))
+    slowest = 0.0
     for i in range(100):
+        t0 = time.perf_counter()
         logger.log_message("user", str(i))
+        slowest = max(slowest, time.perf_counter() - t0)
+    assert slowest < 0.05  # a full queue drops, it never makes the caller wait
     st = cpl.stats()
     assert st["dropped"] >= 80 and st["enqueued"] + st["dropped"] == 101
+    drops = [r for r in caplog.records if "dropping log events" in r.getMessage()]
+    assert len(drops) == 1  # warned once, not once per dropped event
     assert cpl.flush(5)
     rows = query(db_path, "SELECT COUNT(*) FROM messages")[0][0]
     assert rows + 1 == cpl.stats()["written"]  # every accepted event was written

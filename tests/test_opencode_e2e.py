@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
+from claude_parallel_logging import queries as q
 from claude_parallel_logging.integrations.opencode import router_for
 from claude_parallel_logging.testing.openai_compat import Script, ScriptedOpenAIServer, Turn, Usage
 from claude_parallel_logging.testing.opencode import (
@@ -307,6 +308,36 @@ def test_instrument_and_monitor_together_log_once(
     assert stats["events"] > 20 and stats.get("mapping_errors", 0) == 0
 
 
+async def test_async_instrumented_chat_and_monitor_log_once(
+    local_db: Path, model: ScriptedOpenAIServer, opencode: OpencodeServer
+) -> None:
+    """The async client's chat() is instrumented and an ``async with`` monitor runs: both see
+    the whole turn, each stored message and part is one row, the tool one execution."""
+    cpl.instrument()
+    model.add_script(bash_script("[e2e:abothx]", "async-both-word"))
+    async with async_client(opencode.base_url, timeout=WAIT) as client:
+        async with cpl.monitor_opencode(client) as monitor:
+            oc_sid = (await client.session.create()).id
+            await asyncio.wait_for(
+                chat_async(client, oc_sid, "[e2e:abothx] go", timeout=WAIT), WAIT
+            )
+            assert await asyncio.to_thread(monitor.wait_idle, oc_sid, WAIT)
+    stats = monitor.stats
+    assert cpl.flush(5)
+    sid = logged_session_of(local_db, oc_sid)
+    messages = opencode.messages(oc_sid)
+    assert_conversation(local_db, sid, messages, "[e2e:abothx] go", "async-both-word")
+    assert stats["events"] > 20 and stats.get("mapping_errors", 0) == 0
+    assert query(local_db, "SELECT COUNT(*) FROM sessions") == [(1,)]
+    (dupes,) = query(
+        local_db,
+        "SELECT COUNT(*) - COUNT(DISTINCT external_id) FROM messages WHERE session_id=?",
+        (sid,),
+    )
+    assert dupes == (0,)
+    assert session_status(local_db, sid) == ("completed", None, 1)
+
+
 # ----- logged_session -------------------------------------------------------------------------
 
 
@@ -345,6 +376,82 @@ def test_logged_session_is_joined(
     assert sorted(t[0].strip() for t in tools) == ["attach-word", "chat-word"]
     (totals,) = query(local_db, "SELECT input_tokens, num_turns FROM sessions")
     assert totals == (2000, 4)
+
+
+def test_monitor_entered_in_a_logged_session_joins_it(
+    local_db: Path, model: ScriptedOpenAIServer, opencode: OpencodeServer
+) -> None:
+    """No chat call, no attach(): a session prompted while the monitor runs joins the block
+    the monitor was entered in, and nothing of its own is created next to it."""
+    model.add_script(bash_script("[e2e:mjoin]", "joined-word"))
+    with cpl.logged_session("block", metadata={"task": 7}) as block:
+        with cpl.monitor_opencode(opencode.base_url, agent_type="unused") as monitor:
+            oc_sid = opencode.create_session()["id"]
+            opencode.prompt_async(oc_sid, "[e2e:mjoin] go")
+            assert monitor.wait_idle(oc_sid, WAIT)
+            assert monitor.session_for(oc_sid) is block
+    assert cpl.flush(5)
+    sessions = query(local_db, "SELECT id, agent_type, status, metadata FROM sessions")
+    assert len(sessions) == 1, sessions
+    sid, agent, status, meta = sessions[0]
+    assert (sid, agent, status) == (block.id, "block", "completed")
+    details = json.loads(meta)
+    assert details["task"] == 7 and list(details["opencode_sessions"]) == [oc_sid]
+    assert_conversation(local_db, sid, opencode.messages(oc_sid), "[e2e:mjoin] go", "joined-word")
+    detail = q.get_session(oc_sid)
+    assert detail is not None and detail.session.id == block.id
+
+
+def _assert_logged_call(db: Path, oc_sid: str, agent_type: str, word: str, prompt: str,
+                        opencode: OpencodeServer) -> None:  # fmt: skip
+    rows = query(db, "SELECT id, agent_type, status, external_id FROM sessions")
+    mine = [r for r in rows if r[3] == oc_sid]
+    assert len(mine) == 1, rows  # one session for the call, nothing of its own next to it
+    sid, agent, status, _ = mine[0]
+    assert (agent, status) == (agent_type, "completed")
+    assert_conversation(db, sid, opencode.messages(oc_sid), prompt, word)
+
+
+def test_logged_sync_function_with_opencode(
+    local_db: Path, model: ScriptedOpenAIServer, opencode: OpencodeServer
+) -> None:
+    model.add_script(bash_script("[e2e:deco-sync]", "deco-sync-word"))
+
+    @cpl.logged(agent_type="deco-sync")
+    def work() -> str:
+        """An existing agent function, untouched."""
+        with sync_client(opencode.base_url, timeout=WAIT) as client:
+            oc_sid: str = client.session.create().id
+            chat(client, oc_sid, "[e2e:deco-sync] go", timeout=WAIT)
+            return oc_sid
+
+    oc_sid = work()
+    assert work.__doc__ == "An existing agent function, untouched."
+    assert cpl.flush(5)
+    assert query(local_db, "SELECT COUNT(*) FROM sessions") == [(1,)]
+    _assert_logged_call(
+        local_db, oc_sid, "deco-sync", "deco-sync-word", "[e2e:deco-sync] go", opencode
+    )
+
+
+async def test_logged_async_function_with_opencode(
+    local_db: Path, model: ScriptedOpenAIServer, opencode: OpencodeServer
+) -> None:
+    model.add_script(bash_script("[e2e:deco-async]", "deco-async-word"))
+
+    @cpl.logged(agent_type="deco-async")
+    async def work(prompt: str) -> str:
+        async with async_client(opencode.base_url, timeout=WAIT) as client:
+            oc_sid: str = (await client.session.create()).id
+            await chat_async(client, oc_sid, prompt, timeout=WAIT)
+            return oc_sid
+
+    oc_sid = await asyncio.wait_for(work("[e2e:deco-async] go"), WAIT)
+    assert cpl.flush(5)
+    assert query(local_db, "SELECT COUNT(*) FROM sessions") == [(1,)]
+    _assert_logged_call(
+        local_db, oc_sid, "deco-async", "deco-async-word", "[e2e:deco-async] go", opencode
+    )
 
 
 def test_monitor_exit_during_a_turn_ends_the_session_as_error(

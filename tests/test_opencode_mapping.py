@@ -599,3 +599,110 @@ def test_chat_with_its_own_message_id(local_db: Path) -> None:
     assert cpl.flush(5)
     assert counts(local_db) == (1, 6, 1)
     assert_tool_bash_rows(local_db, sid)
+
+
+# ----- cache writes ---------------------------------------------------------------------------
+
+
+def test_cache_writes_are_summed_and_kept_per_message(local_db: Path) -> None:
+    """Providers that report prompt-cache writes (Anthropic through OpenCode) fill
+    ``tokens.cache.write``: each message keeps its own, the session holds their sum, and
+    snapshots repeated by the stream and by reconciliation count once."""
+    oc_sid = only_sid("tool_bash")
+    first, second = assistants("tool_bash", oc_sid)
+    writes = {first["id"]: 250, second["id"]: 130}
+
+    def with_writes(value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {k: with_writes(v) for k, v in value.items()}
+            if out.get("role") == "assistant" and out.get("id") in writes:
+                out["tokens"] = {
+                    **out["tokens"],
+                    "cache": {**out["tokens"]["cache"], "write": writes[out["id"]]},
+                }
+            return out
+        if isinstance(value, list):
+            return [with_writes(v) for v in value]
+        return value
+
+    evs = with_writes(events("tool_bash"))
+    updated = [
+        e for e in evs
+        if e["type"] == "message.updated" and e["properties"]["info"]["id"] in writes
+    ]  # fmt: skip
+    assert {e["properties"]["info"]["tokens"]["cache"]["write"] for e in updated} == {250, 130}
+    router = OpencodeRouter()
+    replay(router, evs)
+    replay(router, updated)  # the same snapshots again
+    router.reconcile(oc_sid, with_writes(stored("tool_bash"))[oc_sid])
+    sid = logged_id(router, oc_sid)
+    router.close()
+    assert cpl.flush(5)
+    session = session_row(local_db, sid)
+    assert session["cache_creation_tokens"] == 380
+    assert session["cache_read_tokens"] == 1500 and session["input_tokens"] == 1000
+    rows = {r["external_id"]: r for r in message_rows(local_db, sid)}
+    for mid, written in writes.items():
+        meta = json.loads(rows[mid]["metadata"])
+        assert meta["cache_write_tokens"] == written
+        assert meta["cache_read_tokens"] == (400 if mid == first["id"] else 1100)
+    from claude_parallel_logging import queries
+
+    (row,) = queries.usage_summary("agent_type")
+    assert (row.cache_creation_tokens, row.cache_read_tokens) == (380, 1500)
+
+
+# ----- a monitor entered inside a logged session ----------------------------------------------
+
+
+def test_monitor_entered_in_a_logged_session_joins_new_sessions(local_db: Path) -> None:
+    """What ``with logged_session(...): with monitor_opencode(...):`` does: OpenCode sessions
+    the monitor sees start go into that block; after the block, they get their own again."""
+    router = OpencodeRouter()
+    all_msgs = stored("parallel")
+    with cpl.logged_session("block", instrument=False) as block:
+        router.watch(7, "ignored-while-joined", block)
+        for event in events("parallel"):
+            router.handle(event, watcher=7)
+        for oc_sid, msgs in all_msgs.items():
+            assert router.reconcile(oc_sid, msgs)
+        assert {router.session_for(s) for s in all_msgs} == {block}
+        router.release(7)
+    assert cpl.flush(5)
+    assert counts(local_db) == (1, 10, 2)
+    session = session_row(local_db, block.id)
+    assert (session["agent_type"], session["status"]) == ("block", "completed")
+    assert set(json.loads(session["metadata"])["opencode_sessions"]) == set(all_msgs)
+    assert session["input_tokens"] == 400 and session["num_turns"] == 4
+    rows = message_rows(local_db, block.id)
+    for oc_sid in all_msgs:
+        mine = [r for r in rows if json.loads(r["metadata"])["opencode_session_id"] == oc_sid]
+        assert mine[0]["role"] == "user" and len(mine) == 5
+
+    # The block is over: the same monitor state no longer joins it.
+    later_router = OpencodeRouter()
+    later_router.watch(8, "afterwards", block)
+    for event in events("tool_bash"):
+        later_router.handle(event, watcher=8)
+    own = later_router.session_for(only_sid("tool_bash"))
+    assert own is not None and own is not block and own.agent_type == "afterwards"
+    later_router.release(8)
+
+
+def test_monitors_in_two_logged_sessions_do_not_guess(local_db: Path) -> None:
+    """Two monitors on one server, entered in two different blocks: every monitor sees every
+    OpenCode session, so a new one belongs to neither block (it gets its own session)."""
+    router = OpencodeRouter()
+    with cpl.logged_session("a", instrument=False) as a, cpl.logged_session("b", instrument=False) as b:  # fmt: skip
+        router.watch(1, None, a)
+        router.watch(2, None, b)
+        for event in events("tool_bash"):
+            router.handle(event, watcher=1)
+            router.handle(event, watcher=2)
+        own = router.session_for(only_sid("tool_bash"))
+        assert own is not None and own not in (a, b)
+        assert router.stats["ambiguous_joins"] >= 1
+        router.release(1)
+        router.release(2)
+    assert cpl.flush(5)
+    assert_tool_bash_rows(local_db, own.id)

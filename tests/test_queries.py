@@ -6,6 +6,7 @@ Expected figures come from the generated data (``tests.populate``), never from S
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -232,6 +234,53 @@ def test_pagination_stable_while_sessions_arrive(tmp_path: Path) -> None:
         fresh = [s.id for s in q.list_sessions(limit=1000, client=c)]
         assert len(fresh) == 60 + added
         assert fresh[added:] == expected  # the newcomers are all in front
+    finally:
+        c.shutdown(5)
+
+
+def test_pagination_with_ties_and_late_arrivals(tmp_path: Path) -> None:
+    """Between pages, sessions arrive that tie the cursor's ``started_at`` (with a larger and a
+    smaller id), that are older than the cursor, and that are newer than everything. The walk
+    never repeats a session, never skips one present from the start, and stays strictly in
+    (started_at, id) order: arrivals after the cursor show up, the others never do."""
+    c = local_client(tmp_path / "ties.db")
+    try:
+        original = populate(c, 70, seed=17)
+        by_id = {s.id: s for s in original}
+        known = dict(by_id)  # and every arrival
+        expected = [s.id for s in newest_first(original)]
+        spare = iter(generate(200, seed=18, prefix="late-"))
+        oldest = min(s.started for s in original)
+        must_show: set[str] = set()
+        never_show: set[str] = set()
+        seen: list[str] = []
+        page = q.list_sessions(limit=7, client=c)
+        for batch in range(100):
+            seen += [s.id for s in page]
+            if page.next_cursor is None:
+                break
+            last = known[page[-1].id]
+            arrivals = []
+            for new_id, started, shows in (
+                (last.id + f"~{batch}", last.started, False),  # ties, larger id: in front
+                (last.id[:-1] + f"!{batch}", last.started, True),  # ties, smaller id: after
+                (f"late-older-{batch:03d}", oldest - 3600 - batch, True),  # older than all
+                (f"late-newer-{batch:03d}", last.started + 40 * 86400, False),
+            ):
+                s = next(spare)
+                s.id, s.started = new_id, started
+                arrivals.append(s)
+                known[new_id] = s
+                (must_show if shows else never_show).add(new_id)
+            write(arrivals, c)
+            assert c.flush(10)
+            page = q.list_sessions(limit=7, cursor=page.next_cursor, client=c)
+        assert len(seen) == len(set(seen))  # nothing repeats
+        assert [i for i in seen if i in by_id] == expected  # nothing skipped, same order
+        assert {i for i in seen if i not in by_id} == must_show and not never_show & set(seen)
+        keys = [(known[i].started_at, i) for i in seen]
+        assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys)
+        assert len(must_show) >= 18 and any("!" in i for i in must_show)
     finally:
         c.shutdown(5)
 
@@ -547,26 +596,62 @@ def test_parse_time() -> None:
 async def test_async_variants_do_not_block_the_loop(
     populated: Populated, client: cpl.TursoClient
 ) -> None:
-    ticks = 0
+    """A ticker keeps running while the queries do: ticks land inside every query's span (a
+    blocking implementation leaves none, since nothing else runs until it returns)."""
+    biggest = max(populated.sessions, key=lambda s: len(s.messages) + len(s.tools))
+    started = time.perf_counter()
+    q.search_sessions("the", limit=N_SESSIONS, client=client)
+    single = time.perf_counter() - started  # the slowest call, run blocking once
+    ticks: list[float] = []
+    stop = asyncio.Event()
 
     async def ticker() -> None:
-        nonlocal ticks
-        for _ in range(20):
-            ticks += 1
-            await asyncio.sleep(0.001)
+        for _ in range(1_000_000):
+            ticks.append(time.perf_counter())
+            if stop.is_set():
+                return
+            await asyncio.sleep(0.002)
 
-    page, detail, hits, usage, _ = await asyncio.gather(
-        q.alist_sessions(limit=10, client=client),
-        q.aget_session(populated.sessions[0].id, client=client),
-        q.asearch_sessions("100%", client=client),
-        q.ausage_summary("day", client=client),
-        ticker(),
-    )
-    assert len(page) == 10 and page.next_cursor
-    assert detail is not None and detail.session.id == populated.sessions[0].id
-    assert [h.session.id for h in hits] == expected_search(populated.sessions, "100%")[:20]
-    assert len(usage) == len({s.day for s in populated.sessions})
-    assert ticks == 20
+    spans: list[tuple[str, float, float]] = []
+
+    async def timed(name: str, call: Any) -> Any:
+        begin = time.perf_counter()
+        result = await call
+        spans.append((name, begin, time.perf_counter()))
+        return result
+
+    tick_task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    window_start = time.perf_counter()
+    for _ in range(3):  # several rounds: enough work to measure, each one checked
+        page, detail, hits, misses, usage = await asyncio.gather(
+            timed("list", q.alist_sessions(limit=N_SESSIONS, client=client)),
+            timed("get", q.aget_session(biggest.id, client=client)),
+            timed("search", q.asearch_sessions("the", limit=N_SESSIONS, client=client)),
+            timed("miss", q.asearch_sessions("nothing matches this", client=client)),
+            timed("usage", q.ausage_summary("day", client=client)),
+        )
+        assert len(page) == N_SESSIONS and page.next_cursor is None
+        assert detail is not None and detail.session.id == biggest.id
+        assert [h.session.id for h in hits] == expected_search(populated.sessions, "the")
+        assert misses == []
+        assert len(usage) == len({s.day for s in populated.sessions})
+    window_end = time.perf_counter()
+    stop.set()
+    await asyncio.wait_for(tick_task, 5)
+
+    assert single > 0.005, single  # the search really works for a while
+    assert len(spans) == 15
+    name, begin, end = max(spans, key=lambda x: x[2] - x[1])
+    longest = end - begin
+    # The loop ran while the slowest query was in flight, and all along the others: a query
+    # that blocked the loop would have no tick at all between its start and its end.
+    assert len([t for t in ticks if begin < t < end]) >= 3, (name, longest)
+    busy = [t for t in ticks if any(b < t < e for _, b, e in spans)]
+    assert len(busy) >= 10
+    during = [t for t in ticks if window_start <= t <= window_end]
+    gaps = [b - a for a, b in itertools.pairwise(during)]
+    assert max(gaps) < longest, (max(gaps), longest)
 
 
 def test_records_are_frozen_and_serialisable(client: cpl.TursoClient) -> None:

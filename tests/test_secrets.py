@@ -106,3 +106,45 @@ def test_turso_token_never_leaks(
     sync_server.start()
     assert cpl.flush(10)
     assert SECRET_TOKEN not in repr(sync_server.query("SELECT * FROM messages"))
+
+
+def test_hook_sees_real_strings_inside_json_values(db_path: Path) -> None:
+    """The hook runs on each string of metadata and tool input, not on their JSON escaping:
+    a secret with a quote or a newline is still caught, and the JSON stays valid."""
+    secret = 'pa"ss\nword-31337'
+    cpl.configure(
+        database_url=str(db_path), flush_interval=0.05, redact=lambda s: s.replace(secret, "[PW]")
+    )
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="s", agent_type="a", metadata={"pw": secret}))
+    lg.log_tool_execution("login", "completed", input={"args": [secret], secret: 1}, output=secret)
+    lg.log_message("user", secret, tool_input={"deep": {"er": secret}})
+    assert cpl.flush(5)
+    stored = dump(db_path)
+    assert "31337" not in stored
+    import json
+
+    (meta,) = query(db_path, "SELECT metadata FROM sessions")[0]
+    assert json.loads(meta) == {"pw": "[PW]"}
+    (inp,) = query(db_path, "SELECT input FROM tool_executions")[0]
+    assert json.loads(inp) == {"args": ["[PW]"], "[PW]": 1}
+
+
+@pytest.mark.parametrize("offset", [-30, -5, 0, 10])
+def test_secret_straddling_the_size_limit_is_not_stored_in_part(db_path: Path, offset: int) -> None:
+    """The caller's thread keeps a margin beyond the limit; the writer redacts before cutting."""
+    limit = 1000
+    cpl.configure(database_url=str(db_path), flush_interval=0.05, max_payload_chars=limit)
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="s", agent_type="a"))
+    key = SECRETS["anthropic"]
+    text = "x" * (limit + offset) + key + "y" * 50_000
+    lg.log_message("tool", text)
+    t = lg.log_tool_execution("Bash", "running")
+    lg.finish_tool_execution(t, "completed", output=text)
+    assert cpl.flush(5)
+    stored = dump(db_path)
+    for piece in (key[:12], key[-12:], key[10:22]):
+        assert piece not in stored
+    (content,) = query(db_path, "SELECT content FROM messages")[0]
+    assert content.endswith(f"original {len(text)} chars]")

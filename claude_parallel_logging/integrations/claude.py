@@ -2,11 +2,26 @@
 
 Works on the SDK's message objects by class name and attributes, so it does not import the SDK
 and tolerates versions that add fields or types (unknown ones are kept as JSON).
+
+Token and cost accounting (what the CLI reports, checked on CLI 2.1.330):
+
+* ``AssistantMessage.usage`` is the ``message_start`` usage of its API message: input and cache
+  figures are final, ``output_tokens`` is a provisional start value. It is stored only when
+  final (``stop_reason`` set, or the ``message_delta`` stream event with partial messages on),
+  or filled in from the turn's result when that is exact; otherwise NULL.
+* ``ResultMessage.usage`` covers the main thread of one turn; ``model_usage`` and
+  ``total_cost_usd`` are cumulative per SDK session (a ``ClaudeSDKClient`` across its turns, and
+  a resumed session carries its earlier figures along) and include subagents and helper calls.
+  A turn's figures are therefore the difference to the previous result of the same SDK session
+  (:func:`turn_figures`), shared by every mapper and logged session that sees that session.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +40,13 @@ _INIT_METADATA = {
     "agents": "agents",
 }
 
+SYNTHETIC_MODEL = "<synthetic>"  # the CLI's stand-in message for an API error: no API usage
 
 _KINDS = ("SystemMessage", "AssistantMessage", "UserMessage", "ResultMessage", "StreamEvent")
 _kind_cache: dict[type, str] = {}
 
 
-def _kind(obj: Any) -> str:
+def message_kind(obj: Any) -> str:
     """The SDK class name, walking bases so subclasses (TaskStartedMessage) map like parents."""
     cls = type(obj)
     kind = _kind_cache.get(cls)
@@ -38,6 +54,9 @@ def _kind(obj: Any) -> str:
         kind = next((c.__name__ for c in cls.__mro__ if c.__name__ in _KINDS), cls.__name__)
         _kind_cache[cls] = kind
     return kind
+
+
+_kind = message_kind
 
 
 def tool_result_text(content: Any) -> str | None:
@@ -58,11 +77,193 @@ def tool_result_text(content: Any) -> str | None:
     return str(content)
 
 
-def _int(usage: dict[str, Any] | None, key: str) -> int | None:
-    if not usage:
+def prompt_text(content: Any) -> str | None:
+    """The searchable text of a prompt's content: a string, or its text blocks joined."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        texts = [
+            str(b.get("text", "")) if isinstance(b, dict) else str(getattr(b, "text", ""))
+            for b in content
+            if (isinstance(b, dict) and b.get("type") == "text") or type(b).__name__ == "TextBlock"
+        ]
+        return "\n".join(texts) if texts else None
+    return None
+
+
+def block_data(block: Any) -> Any:
+    """An unknown block as data the writer can store as JSON (dataclasses and dicts already
+    are; a plain object's attributes are copied so its type name and fields survive)."""
+    if isinstance(block, dict) or dataclasses.is_dataclass(block):
+        return block
+    attrs = getattr(block, "__dict__", None)
+    if isinstance(attrs, dict):
+        return {"__type__": type(block).__name__, **attrs}
+    return block
+
+
+def _int(usage: Any, key: str) -> int | None:
+    if not isinstance(usage, dict):
         return None
     v = usage.get(key)
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+# ----- per-turn figures from cumulative reports -------------------------------------------------
+
+_TOKEN_KEYS = ("inputTokens", "outputTokens", "cacheReadInputTokens", "cacheCreationInputTokens")
+
+
+@dataclass(frozen=True)
+class TurnFigures:
+    """What one turn (one ``ResultMessage``) used, all models and subagents included."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    cost_usd: float | None
+    source: str  # where the tokens come from: model_usage_since_last_result, model_usage, usage
+
+
+def _model_usage_sums(model_usage: Any) -> tuple[tuple[int, ...], float | None] | None:
+    """Token sums over models (and their summed cost), or None when nothing is reported."""
+    if not isinstance(model_usage, dict) or not model_usage:
+        return None
+    sums = [0, 0, 0, 0]
+    cost: float | None = None
+    for entry in model_usage.values():
+        if not isinstance(entry, dict):
+            return None
+        for i, key in enumerate(_TOKEN_KEYS):
+            sums[i] += _int(entry, key) or 0
+        c = entry.get("costUSD")
+        if isinstance(c, (int, float)) and not isinstance(c, bool):
+            cost = (cost or 0.0) + float(c)
+    return tuple(sums), cost
+
+
+@dataclass
+class _SdkSessionLedger:
+    """The cumulative figures last reported for one SDK session id."""
+
+    cost: float = 0.0
+    tokens: tuple[int, ...] | None = None
+    turns: collections.OrderedDict[Any, tuple[Any, TurnFigures]] = field(
+        default_factory=collections.OrderedDict
+    )
+
+
+_LEDGERS_MAX = 1024
+_TURNS_MAX = 16  # results remembered per SDK session (and parsed results awaiting mapping)
+_ledger_lock = threading.Lock()
+_ledgers: collections.OrderedDict[str, _SdkSessionLedger] = collections.OrderedDict()
+_raw_deltas: collections.OrderedDict[int, tuple[Any, Any]] = collections.OrderedDict()
+
+
+def remember_raw_result(message: Any, raw: Any) -> None:
+    """Keep the CLI's own per-turn delta (``model_usage_since_last_result``, a raw field the SDK's
+    parser drops) for a parsed ``ResultMessage``; instrumentation calls this from the parser."""
+    if not isinstance(raw, dict):
+        return
+    delta = raw.get("model_usage_since_last_result")
+    if not isinstance(delta, dict):
+        return
+    with _ledger_lock:
+        _raw_deltas[id(message)] = (message, delta)  # the reference keeps the id from reuse
+        while len(_raw_deltas) > _TURNS_MAX:
+            _raw_deltas.popitem(last=False)
+
+
+def _raw_delta(message: Any) -> Any:
+    entry = _raw_deltas.get(id(message))
+    return entry[1] if entry is not None and entry[0] is message else None
+
+
+def turn_figures(msg: Any) -> TurnFigures:
+    """One turn's usage and cost, the same for every mapper that sees this result.
+
+    Prefers the CLI's own per-turn delta; else the difference of the cumulative ``model_usage``
+    and ``total_cost_usd`` to the previous result of the same SDK session (a session first seen
+    here, e.g. resumed from another process, counts from zero); else the main-thread ``usage``.
+    A result seen again (the same ``uuid``: a replay, or two loggers on one stream) gets the
+    figures it got the first time.
+    """
+    usage = getattr(msg, "usage", None)
+    reported = getattr(msg, "total_cost_usd", None)
+    reported_cost = (
+        float(reported)
+        if isinstance(reported, (int, float)) and not isinstance(reported, bool)
+        else None
+    )
+    sums = _model_usage_sums(getattr(msg, "model_usage", None))
+    sid = getattr(msg, "session_id", None)
+    uuid = getattr(msg, "uuid", None)
+    key: Any = uuid if isinstance(uuid, str) and uuid else ("id", id(msg))
+    with _ledger_lock:
+        ledger: _SdkSessionLedger | None = None
+        if isinstance(sid, str) and sid:
+            ledger = _ledgers.get(sid)
+            if ledger is None:
+                ledger = _ledgers[sid] = _SdkSessionLedger()
+                while len(_ledgers) > _LEDGERS_MAX:
+                    _ledgers.popitem(last=False)
+            else:
+                _ledgers.move_to_end(sid)
+            seen = ledger.turns.get(key)
+            if seen is not None and (isinstance(key, str) or seen[0] is msg):
+                return seen[1]
+        base_cost = ledger.cost if ledger is not None else 0.0
+        base_tokens = ledger.tokens if ledger is not None and ledger.tokens else (0, 0, 0, 0)
+        raw = _model_usage_sums(_raw_delta(msg))
+        cost: float | None = None
+        if raw is not None:
+            tokens, cost = raw
+            source = "model_usage_since_last_result"
+        elif sums is not None:
+            tokens = tuple(max(0, now - before) for now, before in zip(sums[0], base_tokens))
+            source = "model_usage"
+        else:
+            tokens = tuple(
+                _int(usage, k) or 0
+                for k in (
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_input_tokens",
+                    "cache_creation_input_tokens",
+                )
+            )
+            source = "usage"
+        if cost is None and reported_cost is not None:
+            # Cumulative, so never below the last report; a lower one is kept out of the sum.
+            cost = max(0.0, reported_cost - base_cost)
+        figures = TurnFigures(
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            cache_read_tokens=tokens[2],
+            cache_creation_tokens=tokens[3],
+            cost_usd=cost,
+            source=source,
+        )
+        if ledger is not None:
+            if reported_cost is not None:
+                ledger.cost = max(ledger.cost, reported_cost)
+            if sums is not None:
+                ledger.tokens = tuple(max(a, b) for a, b in zip(sums[0], base_tokens))
+            ledger.turns[key] = (msg if not isinstance(key, str) else None, figures)
+            while len(ledger.turns) > _TURNS_MAX:
+                ledger.turns.popitem(last=False)
+        return figures
+
+
+def reset_ledgers() -> None:
+    """Forget every SDK session's cumulative figures (tests that replay recordings)."""
+    with _ledger_lock:
+        _ledgers.clear()
+        _raw_deltas.clear()
+
+
+# ----- the mapper ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -75,27 +276,36 @@ class _Totals:
     duration_ms: int = 0
     cost_usd: float | None = None
     results: int = 0
-    last_cumulative_cost: float = 0.0
     sdk_session_ids: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _ApiMessage:
+    """One API message (several AssistantMessages share it): its row and token figures."""
+
+    row: str
+    parent: str | None
+    input_tokens: int | None
+    output_tokens: int | None  # None until known to be final
+
+
 class ClaudeMapper:
-    """Maps one stream source (a ``query()`` call or one ``ClaudeSDKClient``) into a session.
+    """Maps one stream source (a ``query()`` call, a ``ClaudeSDKClient``) into a session."""
 
-    ``cumulative_cost``: ``ClaudeSDKClient`` reports ``total_cost_usd`` summed over the turns of
-    its CLI process while ``usage`` is per turn, so a turn's cost is the difference.
-    """
-
-    def __init__(
-        self, session: LoggedSession, *, owned: bool = False, cumulative_cost: bool = False
-    ) -> None:
+    def __init__(self, session: LoggedSession, *, owned: bool = False) -> None:
         self.session = session
         self.logger = session.logger
         self.owned = owned
-        self.cumulative_cost = cumulative_cost
         self._tools: dict[str, tuple[str, str | None]] = {}
-        self._usage_rows: dict[str, tuple[str, int | None, int | None]] = {}
+        self._api: dict[str, _ApiMessage] = {}
+        self._turn_api: list[str] = []  # API message ids of the current turn, in order
+        self._final_out: dict[str, int] = {}  # message_delta seen before the message's row
+        self._streaming: dict[str | None, str] = {}  # parent_tool_use_id -> API message id
         self._totals = _Totals()
+
+    @property
+    def results(self) -> int:
+        return self._totals.results
 
     # ----- entry points -----------------------------------------------------------------------
 
@@ -109,7 +319,7 @@ class ClaudeMapper:
             elif kind == "UserMessage":
                 self._on_UserMessage(msg)
             elif kind == "StreamEvent":
-                return
+                self._on_StreamEvent(msg)
             elif kind == "SystemMessage":
                 self._on_SystemMessage(msg)
             elif kind == "ResultMessage":
@@ -164,17 +374,21 @@ class ClaudeMapper:
         model = getattr(msg, "model", None)
         parent = getattr(msg, "parent_tool_use_id", None)
         error = getattr(msg, "error", None)
-        in_tok, out_tok = _int(usage, "input_tokens"), _int(usage, "output_tokens")
+        in_tok = _int(usage, "input_tokens")
+        # message_start usage: output_tokens is provisional until the message has stopped.
+        out_tok = _int(usage, "output_tokens") if getattr(msg, "stop_reason", None) else None
+        if out_tok is None and api_id is not None:
+            out_tok = self._final_out.pop(api_id, None)
         # The CLI sends one AssistantMessage per content block, all with the API message's id and
-        # usage: count the usage once per id (on its first row), update it if it grew.
-        usage_pending = True
-        if api_id is not None and api_id in self._usage_rows:
-            row, old_in, old_out = self._usage_rows[api_id]
-            usage_pending = False
-            if (in_tok, out_tok) != (old_in, old_out) and usage:
-                self.logger.update_message(row, input_tokens=in_tok, output_tokens=out_tok)
-                self._usage_rows[api_id] = (row, in_tok, out_tok)
+        # usage: store the usage once per id (on its first row), update it when it became final.
+        known = self._api.get(api_id) if api_id is not None else None
+        if known is not None:
+            if out_tok is not None and known.output_tokens is None:
+                known.output_tokens = out_tok
+                self.logger.update_message(known.row, output_tokens=out_tok)
+        usage_pending = known is None
         log_message = self.logger.log_message
+        row: str | None = None
         for block in getattr(msg, "content", None) or []:
             btype = type(block).__name__
             tokens_in, tokens_out = (in_tok, out_tok) if usage_pending else (None, None)
@@ -193,11 +407,14 @@ class ClaudeMapper:
                     content = block.text
                 elif btype == "ThinkingBlock":
                     content = block.thinking
+                    signature = getattr(block, "signature", None)
+                    if signature:
+                        meta["signature"] = signature
                 elif btype in ("ToolUseBlock", "ServerToolUseBlock"):
                     meta["tool_use_id"] = block.id
                     tool_name, tool_input = block.name, block.input
                 else:
-                    meta["data"] = block
+                    meta["data"] = block_data(block)
                 row = log_message(
                     "assistant", content, tool_name=tool_name, tool_input=tool_input,
                     external_id=api_id, model=model, parent_tool_use_id=parent,
@@ -211,8 +428,9 @@ class ClaudeMapper:
                     self._tools[block.id] = (exec_id, tool_name)
             if usage_pending:
                 usage_pending = False
-                if api_id is not None:
-                    self._usage_rows[api_id] = (row, in_tok, out_tok)
+                if api_id is not None and model != SYNTHETIC_MODEL:
+                    self._api[api_id] = _ApiMessage(row, parent, in_tok, out_tok)
+                    self._turn_api.append(api_id)
         if error and not getattr(msg, "content", None):
             self.logger.log_message("assistant", None, metadata={"error": error}, model=model)
 
@@ -238,7 +456,7 @@ class ClaudeMapper:
                     "user",
                     None,
                     parent_tool_use_id=parent,
-                    metadata={"block": btype, "data": block},
+                    metadata={"block": btype, "data": block_data(block)},
                 )
 
     def _tool_result(self, block: Any, parent: str | None, structured: Any) -> None:
@@ -265,27 +483,40 @@ class ClaudeMapper:
                 error=text if is_error else None,
             )
 
+    def _fill_output_tokens(self, usage: Any) -> None:
+        """The turn's main-thread output minus what is known: exact when one message is left
+        and the per-message input figures add up to the turn's (so no call went unseen)."""
+        main = [self._api[i] for i in self._turn_api if i in self._api]
+        main = [m for m in main if m.parent is None]
+        turn_in, turn_out = _int(usage, "input_tokens"), _int(usage, "output_tokens")
+        unknown = [m for m in main if m.output_tokens is None]
+        if len(unknown) != 1 or turn_in is None or turn_out is None:
+            return
+        if sum(m.input_tokens or 0 for m in main) != turn_in:
+            return
+        rest = turn_out - sum(m.output_tokens or 0 for m in main if m.output_tokens is not None)
+        if rest >= 0:
+            unknown[0].output_tokens = rest
+            self.logger.update_message(unknown[0].row, output_tokens=rest)
+
     def _on_ResultMessage(self, msg: Any) -> None:
         t = self._totals
         usage = getattr(msg, "usage", None) or {}
-        turn_in = _int(usage, "input_tokens") or 0
-        turn_out = _int(usage, "output_tokens") or 0
-        turn_cache_read = _int(usage, "cache_read_input_tokens") or 0
-        turn_cache_create = _int(usage, "cache_creation_input_tokens") or 0
-        reported = getattr(msg, "total_cost_usd", None)
-        turn_cost: float | None = None
-        if isinstance(reported, (int, float)):
-            if self.cumulative_cost:
-                turn_cost = max(0.0, float(reported) - t.last_cumulative_cost)
-                t.last_cumulative_cost = max(t.last_cumulative_cost, float(reported))
-            else:
-                turn_cost = float(reported)
-            t.cost_usd = (t.cost_usd or 0.0) + turn_cost
+        turn = turn_figures(msg)
+        try:
+            self._fill_output_tokens(usage)
+        finally:
+            self._turn_api.clear()
+            self._api.clear()
+            self._final_out.clear()
+            self._streaming.clear()
+        if turn.cost_usd is not None:
+            t.cost_usd = (t.cost_usd or 0.0) + turn.cost_usd
         t.results += 1
-        t.input_tokens += turn_in
-        t.output_tokens += turn_out
-        t.cache_read_tokens += turn_cache_read
-        t.cache_creation_tokens += turn_cache_create
+        t.input_tokens += turn.input_tokens
+        t.output_tokens += turn.output_tokens
+        t.cache_read_tokens += turn.cache_read_tokens
+        t.cache_creation_tokens += turn.cache_creation_tokens
         t.num_turns += int(getattr(msg, "num_turns", 0) or 0)
         t.duration_ms += int(getattr(msg, "duration_ms", 0) or 0)
         is_error = bool(getattr(msg, "is_error", False))
@@ -299,17 +530,26 @@ class ClaudeMapper:
             "result",
             result,
             external_id=sid,
-            input_tokens=turn_in,
-            output_tokens=turn_out,
+            input_tokens=turn.input_tokens,
+            output_tokens=turn.output_tokens,
             metadata={
                 "subtype": getattr(msg, "subtype", None),
                 "is_error": is_error,
                 "stop_reason": getattr(msg, "stop_reason", None),
+                "terminal_reason": getattr(msg, "terminal_reason", None),
+                "api_error_status": getattr(msg, "api_error_status", None),
                 "duration_ms": getattr(msg, "duration_ms", None),
                 "duration_api_ms": getattr(msg, "duration_api_ms", None),
                 "num_turns": getattr(msg, "num_turns", None),
-                "turn_cost_usd": turn_cost,
-                "total_cost_usd": reported,
+                "turn_cost_usd": turn.cost_usd,
+                "turn_usage": {
+                    "input_tokens": turn.input_tokens,
+                    "output_tokens": turn.output_tokens,
+                    "cache_read_tokens": turn.cache_read_tokens,
+                    "cache_creation_tokens": turn.cache_creation_tokens,
+                    "source": turn.source,
+                },
+                "total_cost_usd": getattr(msg, "total_cost_usd", None),
                 "usage": usage,
                 "model_usage": getattr(msg, "model_usage", None),
                 "errors": getattr(msg, "errors", None),
@@ -335,7 +575,31 @@ class ClaudeMapper:
             self.session.clear_result_error()
 
     def _on_StreamEvent(self, msg: Any) -> None:
-        """Partial-message deltas: the complete AssistantMessage follows, so nothing to store."""
+        """Partial-message deltas: the complete AssistantMessages carry the content; only the
+        final output token count (``message_delta``) is taken from here."""
+        event = getattr(msg, "event", None)
+        if not isinstance(event, dict):
+            return
+        etype = event.get("type")
+        parent = getattr(msg, "parent_tool_use_id", None)
+        if etype == "message_start":
+            message = event.get("message")
+            api_id = message.get("id") if isinstance(message, dict) else None
+            if isinstance(api_id, str):
+                self._streaming[parent] = api_id
+        elif etype == "message_delta":
+            api_id = self._streaming.get(parent)
+            out = _int(event.get("usage"), "output_tokens")
+            if api_id is None or out is None:
+                return
+            known = self._api.get(api_id)
+            if known is None:
+                self._final_out[api_id] = out
+            elif known.output_tokens != out:
+                known.output_tokens = out
+                self.logger.update_message(known.row, output_tokens=out)
 
     def _on_unknown(self, msg: Any) -> None:
-        self.logger.log_message("event", None, metadata={"type": type(msg).__name__, "data": msg})
+        self.logger.log_message(
+            "event", None, metadata={"type": type(msg).__name__, "data": block_data(msg)}
+        )

@@ -24,12 +24,13 @@ Rows (ids are deterministic per logged session, so every path upserts the same r
   ``tool_executions`` row (pending -> running -> completed/error) keyed by the call id;
 * other parts and unknown session events: rows with the raw JSON in ``metadata``.
 
-Lifecycle: an OpenCode session joins the current ``logged_session`` when a chat call or
-``monitor.attach()`` first binds it inside one (a child session joins its parent's); otherwise it
-gets its own logged session. OpenCode sessions are long-lived, so a session of our own shows each
-turn: ``running`` while busy, ``completed``/``error`` (with ``ended_at``) once idle, ``running``
-again at the next prompt. It is ended when the last monitor watching it exits (as ``error`` if a
-turn was still running then) or when the OpenCode session is deleted.
+Lifecycle: an OpenCode session joins a ``logged_session`` when a chat call or ``monitor.attach()``
+binds it inside one, or when its first content arrives while a monitor entered inside one is
+running (a child session joins its parent's); otherwise it gets its own logged session. OpenCode
+sessions are long-lived, so a session of our own shows each turn: ``running`` while busy,
+``completed``/``error`` (with ``ended_at``) once idle, ``running`` again at the next prompt. It is
+ended when the last monitor watching it exits (as ``error`` if a turn was still running then) or
+when the OpenCode session is deleted.
 """
 
 from __future__ import annotations
@@ -297,6 +298,7 @@ class OpencodeRouter:
         self._states: dict[str, _OcSession] = {}
         self._floors: dict[str, float] = {}  # forgotten sessions: where logging resumes
         self._watcher_agents: dict[int, str] = {}  # a monitor's agent_type, while it runs
+        self._watcher_joins: dict[int, LoggedSession] = {}  # the session a monitor was entered in
         self._http: httpx.Client | None = None
         self._stats: collections.Counter[str] = collections.Counter()
 
@@ -449,11 +451,29 @@ class OpencodeRouter:
         while len(self._floors) > _MAX_STATES:
             self._floors.pop(next(iter(self._floors)))
 
-    def watch(self, watcher: int, agent_type: str | None) -> None:
-        """A monitor starts: sessions it creates get its ``agent_type``."""
-        if agent_type is not None:
-            with self._lock:
+    def watch(
+        self, watcher: int, agent_type: str | None, join: LoggedSession | None = None
+    ) -> None:
+        """A monitor starts: sessions it creates get its ``agent_type``; with ``join`` (the
+        logged session it was entered in), new OpenCode sessions go into that one instead."""
+        with self._lock:
+            if agent_type is not None:
                 self._watcher_agents[watcher] = agent_type
+            if join is not None:
+                self._watcher_joins[watcher] = join
+
+    def _monitor_join(self) -> LoggedSession | None:
+        """The logged session the running monitors were entered in. Every monitor of a server
+        sees every OpenCode session on it, so when monitors inside different logged sessions
+        run at once nobody can tell whose a new OpenCode session is: it gets its own session
+        (``attach()`` or an instrumented chat inside the right block says where it belongs)."""
+        with self._lock:
+            live = {id(j): j for j in self._watcher_joins.values() if not j.ended}
+        if len(live) == 1:
+            return next(iter(live.values()))
+        if live:
+            self._count("ambiguous_joins")
+        return None
 
     def _agent_type(self, st: _OcSession) -> str:
         from .instrument import _settings
@@ -477,6 +497,10 @@ class OpencodeRouter:
             if parent_session is not None:
                 self._bind(st, parent_session)
                 return parent_session
+        join = self._monitor_join()
+        if join is not None:
+            self._bind(st, join)
+            return join
         model, provider = st.model_hint
         new = LoggedSession(self._agent_type(st), model=model, provider=provider, instrument=False)
         if not new.logger.enabled:
@@ -1102,6 +1126,7 @@ class OpencodeRouter:
         the ones we created are ended (as ``error`` when a turn was still running)."""
         with self._lock:
             self._watcher_agents.pop(watcher if watcher is not None else -1, None)
+            self._watcher_joins.pop(watcher if watcher is not None else -1, None)
             states = [
                 st for st in self._states.values() if watcher is None or watcher in st.watchers
             ]
@@ -1259,6 +1284,7 @@ class OpencodeMonitor:
         client: Any,
         agent_type: str | None = None,
         *,
+        session: LoggedSession | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_failures: int = 8,
@@ -1270,6 +1296,8 @@ class OpencodeMonitor:
         self.base_url = base_url
         self.router = router_for(base_url, headers)
         self.agent_type = agent_type
+        self.session = session  # where new OpenCode sessions go (default: the current one)
+        self.joined: LoggedSession | None = None  # the logged session joined while running
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout  # OpenCode sends a heartbeat every 10 s
         self.max_failures = max_failures
@@ -1290,14 +1318,20 @@ class OpencodeMonitor:
     # ----- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> OpencodeMonitor:
-        """Start reading; returns once connected (or after ``connect_timeout``)."""
+        """Start reading; returns once connected (or after ``connect_timeout``).
+
+        The logged session current now (``logged_session``/``@logged``), unless ``session`` was
+        given, is where OpenCode sessions that start sending content from now on are logged."""
         if self._thread is not None:
             return self
         if get_turso_client() is None:
             return self  # logging is off: nothing to do
         import httpx
 
-        self.router.watch(self._id, self.agent_type)
+        # ``async with`` runs this in a worker thread: ``asyncio.to_thread`` copies the task's
+        # context, so the current session is the one the ``async with`` was entered in.
+        self.joined = self.session if self.session is not None else current_session()
+        self.router.watch(self._id, self.agent_type, self.joined)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=self.router.headers,
@@ -1435,14 +1469,20 @@ class OpencodeMonitor:
                 pass
 
 
-def monitor_opencode(client: Any, agent_type: str | None = None) -> OpencodeMonitor:
+def monitor_opencode(
+    client: Any, agent_type: str | None = None, *, session: LoggedSession | None = None
+) -> OpencodeMonitor:
     """``with``/``async with monitor_opencode(client):`` log every OpenCode session of the server.
 
     ``client`` is an ``Opencode``/``AsyncOpencode`` (its base URL and headers are used) or a
-    base URL. Each OpenCode session becomes its own logged session, unless bound to a
-    ``logged_session`` by a chat call or :meth:`OpencodeMonitor.attach` made inside one.
+    base URL. Entered inside ``logged_session(...)``/``@logged`` (or given ``session``), the
+    OpenCode sessions that start sending content while it runs join that logged session;
+    otherwise each becomes its own logged session (with ``agent_type``). A chat call or
+    :meth:`OpencodeMonitor.attach` inside a ``logged_session`` binds a session explicitly.
+    With monitors inside different logged sessions running on one server at the same time, a
+    new OpenCode session cannot be told apart and gets its own session: bind it explicitly.
     """
-    return OpencodeMonitor(client, agent_type)
+    return OpencodeMonitor(client, agent_type, session=session)
 
 
 # ----- instrumentation ----------------------------------------------------------------------

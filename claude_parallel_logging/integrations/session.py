@@ -10,12 +10,13 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from ..client import TursoClient
 from ..ids import new_session_id
 from ..logger import _DEFAULT, ConversationLogger, SessionInfo
+from .claude import ClaudeMapper, prompt_text
 from .stream import TrackedStream
 
 log = logging.getLogger("claude_parallel_logging")
@@ -88,7 +89,10 @@ class LoggedSession:
         self._seen: dict[int, Any] = {}
         self._seen_order: collections.deque[int] = collections.deque()
         self._recent_prompts: collections.deque[str] = collections.deque(maxlen=32)
+        # A prompt seen both by track(prompt=...) and by an instrumented call is logged once,
+        # whichever sees it first (query() starts lazily; ClaudeSDKClient.query() does not).
         self._tracked_prompts: collections.deque[str] = collections.deque(maxlen=32)
+        self._sdk_prompts: collections.deque[str] = collections.deque(maxlen=32)
         self.ended = False
 
     # ----- lifecycle --------------------------------------------------------------------------
@@ -98,9 +102,9 @@ class LoggedSession:
             if self._started:
                 return self
             self._started = True
-        if self._auto_instrument:
-            _auto_instrument()
         try:
+            if self._auto_instrument:
+                _auto_instrument()
             self.logger.start_session(
                 SessionInfo(
                     id=self.id,
@@ -160,23 +164,63 @@ class LoggedSession:
 
     # ----- what integrations call -------------------------------------------------------------
 
-    def track(self, stream: Any, prompt: Any = None, *, mapper: Any = None) -> Any:
+    def track(
+        self,
+        stream: Any,
+        prompt: Any = None,
+        *,
+        mapper: ClaudeMapper | None = None,
+    ) -> Any:
         """Log every message of an SDK stream into this session; returns a transparent proxy.
 
-        ``prompt`` logs the prompt that started the stream (a bare stream cannot see it).
+        ``prompt`` logs the prompt that started the stream (a bare stream cannot see it): a
+        string, a message dict, or a list of them. A streamed prompt (an async iterable) is read
+        by the SDK, not by this stream: pass it through :meth:`logged_prompts` before handing it
+        to the SDK (instrumented calls inside this session do that themselves).
+
+        Cost and tokens stay right when ``stream`` is one turn of a ``ClaudeSDKClient``
+        (``receive_response()``): the client's cumulative figures are turned into per-turn ones
+        per SDK session, however many ``track`` calls or sessions see its turns.
         """
         if not self._started:
             self.start()
         if prompt is not None:
-            self.log_prompt(prompt)
-            if isinstance(prompt, str):
-                with self._lock:
-                    self._tracked_prompts.append(prompt)
+            try:
+                self._track_prompt(prompt)
+            except Exception:  # logging must never raise into the agent
+                log.debug("claude-parallel-logging: cannot log the prompt", exc_info=True)
         if mapper is None:
-            from .claude import ClaudeMapper
-
             mapper = ClaudeMapper(self)
         return TrackedStream(stream, mapper.observe, mapper.finish)
+
+    def _track_prompt(self, prompt: Any) -> None:
+        if isinstance(prompt, (list, tuple)):
+            for item in prompt:
+                self._track_prompt(item)
+            return
+        if isinstance(prompt, AsyncIterable):
+            # Our PromptLog logs as the SDK reads it; any other one is not observable from here.
+            if not isinstance(prompt, PromptLog):
+                log.debug(
+                    "claude-parallel-logging: a streamed prompt given to track() is logged only"
+                    " when passed through session.logged_prompts() (or an instrumented call)"
+                )
+            return
+        text = prompt if isinstance(prompt, str) else _dict_prompt_text(prompt)
+        if text is not None:
+            with self._lock:
+                if text in self._sdk_prompts:  # an instrumented call already logged it
+                    self._sdk_prompts.remove(text)
+                    return
+                self._tracked_prompts.append(text)
+        self.log_prompt(prompt)
+
+    def logged_prompts(self, prompts: Any) -> Any:
+        """A pass-through of a streamed prompt (``AsyncIterable`` of message dicts) that logs
+        each message into this session as the SDK reads it; the SDK gets the same items."""
+        if isinstance(prompts, PromptLog):
+            return prompts
+        return PromptLog(prompts, lambda: self)
 
     def first_sight(self, obj: Any) -> bool:
         """True once per object: a stream tracked twice (``track`` over an instrumented call)
@@ -203,26 +247,46 @@ class LoggedSession:
         return False
 
     def log_prompt(self, prompt: Any, *, from_sdk: bool = False) -> None:
-        """Log a prompt as a ``user`` message (``from_sdk``: seen by instrumentation, which
-        skips a prompt ``track(stream, prompt=...)`` already logged)."""
-        if from_sdk and isinstance(prompt, str):
-            with self._lock:
-                if prompt in self._tracked_prompts:
-                    self._tracked_prompts.remove(prompt)
-                    return
+        """Log a prompt (a string or a streamed message dict) as a ``user`` message.
+
+        A dict's text blocks are joined into ``content`` so search finds them; other blocks
+        (images, documents) are kept in ``metadata``. ``from_sdk``: seen by instrumentation,
+        which skips a prompt ``track(stream, prompt=...)`` already logged.
+        """
         if isinstance(prompt, str):
-            with self._lock:
-                self._recent_prompts.append(prompt)
-            self.logger.log_message("user", prompt)
+            text: str | None = prompt
         elif isinstance(prompt, dict):
-            message = prompt.get("message")
-            content = message.get("content") if isinstance(message, dict) else prompt
-            self.logger.log_message(
-                "user",
-                content if isinstance(content, str) else None,
-                tool_input=None if isinstance(content, str) else content,
-                parent_tool_use_id=prompt.get("parent_tool_use_id"),
-            )
+            text = _dict_prompt_text(prompt)
+        else:
+            return
+        if from_sdk and text is not None:
+            with self._lock:
+                if text in self._tracked_prompts:  # track(stream, prompt=...) logged it
+                    self._tracked_prompts.remove(text)
+                    return
+                self._sdk_prompts.append(text)
+        if text is not None:
+            with self._lock:
+                self._recent_prompts.append(text)
+        if isinstance(prompt, str):
+            self.logger.log_message("user", prompt)
+            return
+        message = prompt.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        metadata: dict[str, Any] | None = None
+        if isinstance(content, (list, tuple)) and any(
+            not (isinstance(b, dict) and b.get("type") == "text") for b in content
+        ):
+            metadata = {"content": list(content)}
+        elif not isinstance(message, dict):
+            metadata = {"prompt": prompt}
+        parent = prompt.get("parent_tool_use_id")
+        self.logger.log_message(
+            "user",
+            text,
+            parent_tool_use_id=parent if isinstance(parent, str) else None,
+            metadata=metadata,
+        )
 
     def set_source_totals(self, source: Any, totals: dict[str, Any]) -> None:
         """Totals reported by one stream source (a CLI process); the session holds their sum."""
@@ -261,19 +325,20 @@ def logged(
     metadata: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> Callable[[F], F]:
-    """Decorate an agent function (async, sync or async generator): each call is one session."""
+    """Decorate an agent function (async, sync or async generator): each call is one session.
+
+    The wrapper is of the same kind as the function (``inspect.iscoroutinefunction`` /
+    ``isasyncgenfunction`` hold) and keeps its name, docstring and signature. A generator whose
+    consumer stops early (``break``, ``aclose()``) ends ``completed``: the consumer chose to stop,
+    the agent did not fail.
+    """
 
     def decorate(fn: F) -> F:
         def new() -> LoggedSession:
             return LoggedSession(agent_type, model, provider, metadata, **kwargs)
 
         if inspect.isasyncgenfunction(fn):
-
-            @functools.wraps(fn)
-            def agen_wrapper(*args: Any, **kw: Any) -> Any:
-                return _SessionGenerator(fn(*args, **kw), new())
-
-            return agen_wrapper  # type: ignore[return-value]
+            return _generator_wrapper(fn, new)  # type: ignore[return-value]
 
         if inspect.iscoroutinefunction(fn):
 
@@ -294,35 +359,115 @@ def logged(
     return decorate
 
 
-class _SessionGenerator(TrackedStream):
-    """An async generator run inside a session: the session is current while its body runs."""
+def _restore(token: contextvars.Token[LoggedSession | None]) -> None:
+    try:
+        _current.reset(token)
+    except ValueError:  # reset in another context than it was set in
+        _current.set(None)
 
-    def __init__(self, agen: Any, session: LoggedSession) -> None:
-        super().__init__(agen, lambda _item: None, session.end)
-        self._self_session = session
 
-    async def _self_step(self, coro: Any) -> Any:
-        session: LoggedSession = self._self_session
-        session.start()
+def _generator_wrapper(
+    fn: Callable[..., AsyncGenerator[Any, Any]], new: Callable[[], LoggedSession]
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """A real async generator function that runs ``fn``'s generator inside one session.
+
+    It delegates by hand (``asend``/``athrow``/``aclose``, as ``yield from`` would) so that the
+    session is current only while the agent's body runs, not while the consumer handles an
+    item. The session starts on the first iteration and ends when the generator finishes.
+    """
+
+    @functools.wraps(fn)
+    async def agen_wrapper(*args: Any, **kw: Any) -> AsyncGenerator[Any, Any]:
+        session = new()
         token = _current.set(session)
         try:
-            return await super()._self_step(coro)
+            session.start()
+            agen = fn(*args, **kw)
         finally:
-            try:
-                _current.reset(token)
-            except ValueError:
-                _current.set(None)
+            _restore(token)
+        outcome: BaseException | str | None = None
+        try:
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                token = _current.set(session)
+                try:
+                    if thrown is None:
+                        item = await agen.asend(sent)
+                    else:
+                        exc, thrown = thrown, None
+                        item = await agen.athrow(exc)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _restore(token)
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    # The consumer stopped early (break + aclose, or garbage collection):
+                    # close the agent's generator inside its session, then end as completed.
+                    token = _current.set(session)
+                    try:
+                        await agen.aclose()
+                    finally:
+                        _restore(token)
+                    raise
+                except BaseException as exc:  # athrow(): pass it on to the agent's generator
+                    thrown = exc
+        except GeneratorExit:
+            outcome = None
+            raise
+        except BaseException as exc:
+            outcome = exc
+            raise
+        finally:
+            session.end(outcome)
+
+    return agen_wrapper
+
+
+class PromptLog:
+    """A streamed prompt passed through to the SDK: the same items, in the same order; each
+    message is logged (as a ``user`` row) when the SDK reads it."""
+
+    def __init__(
+        self,
+        source: AsyncIterable[Any],
+        resolve: Callable[[], LoggedSession | None],
+        *,
+        from_sdk: bool = False,
+    ) -> None:
+        self._source = source
+        self._resolve = resolve
+        self._from_sdk = from_sdk
+        self._iter: AsyncIterator[Any] | None = None
+
+    def __aiter__(self) -> PromptLog:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._iter is None:
+            self._iter = self._source.__aiter__()
+        item = await self._iter.__anext__()
+        try:
+            session = self._resolve()
+            if session is not None:
+                session.log_prompt(item, from_sdk=self._from_sdk)
+        except Exception:  # logging must never raise into the agent
+            log.debug("claude-parallel-logging: cannot log a streamed prompt", exc_info=True)
+        return item
 
     async def aclose(self) -> None:
-        session: LoggedSession = self._self_session
-        token = _current.set(session)
-        try:
-            await super().aclose()
-        finally:
-            try:
-                _current.reset(token)
-            except ValueError:
-                _current.set(None)
+        closer = getattr(self._iter if self._iter is not None else self._source, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+def _dict_prompt_text(prompt: Any) -> str | None:
+    if not isinstance(prompt, dict):
+        return None
+    message = prompt.get("message")
+    return prompt_text(message.get("content") if isinstance(message, dict) else None)
 
 
 def _auto_instrument() -> None:

@@ -65,6 +65,7 @@ def record_raw_messages() -> Iterator[list[dict[str, Any]]]:
     from claude_agent_sdk._internal import message_parser
 
     original = message_parser.parse_message
+    original_client = internal_client.parse_message  # type: ignore[attr-defined]
     frames: list[dict[str, Any]] = []
 
     def recording_parse(data: dict[str, Any]) -> Message | None:
@@ -75,9 +76,9 @@ def record_raw_messages() -> Iterator[list[dict[str, Any]]]:
     internal_client.parse_message = recording_parse  # type: ignore[attr-defined]
     try:
         yield frames
-    finally:
+    finally:  # each site back to what it was (instrumentation may have patched them)
         message_parser.parse_message = original
-        internal_client.parse_message = original  # type: ignore[attr-defined]
+        internal_client.parse_message = original_client  # type: ignore[attr-defined]
 
 
 # -- re-recording ------------------------------------------------------------------

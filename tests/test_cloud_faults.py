@@ -1,0 +1,294 @@
+"""Cloud mode when the network misbehaves: a remote that accepts connections and never answers.
+
+The "black hole" below is a network fault injector (a TCP listener on 127.0.0.1 that never
+replies), not a database mock: the rows are checked in the real replica file and, once a real
+``tursodb --sync-server`` takes over the same port, on the real server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import claude_parallel_logging as cpl
+from claude_parallel_logging.client import get_turso_client
+from claude_parallel_logging.store import CloudStore
+from tests.conftest import REPO, SECRET_TOKEN, SyncServer
+
+NETWORK_TIMEOUT = 1.0  # instead of 15 s, so that a hung request is given up quickly
+
+
+class BlackHole:
+    """Accepts TCP connections on 127.0.0.1 and never sends a byte back."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        for _ in range(100_000):  # 0.1 s each: bounded to a few hours
+            if self._stop.is_set():
+                return
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def stop_listening(self) -> None:
+        """Free the port; the connections already accepted stay open and silent."""
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def close(self) -> None:
+        self.stop_listening()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.fixture
+def hole() -> Iterator[BlackHole]:
+    h = BlackHole()
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture(autouse=True)
+def _short_network_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CloudStore, "network_timeout", NETWORK_TIMEOUT)
+    monkeypatch.setattr(CloudStore, "schema_wait", 0.5)
+
+
+def configure(url: str, **kw: Any) -> None:
+    cpl.configure(
+        database_url=url,
+        auth_token=SECRET_TOKEN,
+        flush_interval=0.05,
+        push_interval=kw.pop("push_interval", 0.3),
+        **kw,
+    )
+
+
+def log_messages(sid: str, n: int) -> float:
+    """Start a session and log ``n`` messages; returns the slowest call in seconds."""
+    lg = cpl.ConversationLogger()
+    t = time.perf_counter()
+    lg.start_session(cpl.SessionInfo(id=sid, agent_type="a", model="m"))
+    slowest = time.perf_counter() - t
+    for i in range(n):
+        t = time.perf_counter()
+        lg.log_message("assistant", f"{sid}-{i}")
+        slowest = max(slowest, time.perf_counter() - t)
+    return slowest
+
+
+def wait_written(n: int, within: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    st = cpl.stats()
+    while st["written"] < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+        st = cpl.stats()
+    return st
+
+
+def replica_rows(path: str, url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Read a writer replica file itself (a second connection to it, as the push thread uses)."""
+    import turso.sync
+
+    conn = turso.sync.connect(
+        path, url, auth_token=SECRET_TOKEN, bootstrap_if_empty=False, isolation_level=None
+    )
+    try:
+        return list(conn.execute(sql).fetchall())
+    finally:
+        conn.close()
+        del conn
+
+
+def server_on(port: int, tursodb_bin: str, tmp_path: Path) -> SyncServer:
+    """The real tursodb, started on the port the black hole used."""
+    server = SyncServer(tursodb_bin, tmp_path / "server.db", tmp_path / "tursodb.log")
+    server.port = port
+    server.start()
+    return server
+
+
+def test_black_hole_never_stalls_writes_flush_or_shutdown(
+    hole: BlackHole, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="claude_parallel_logging")
+    configure(hole.url)
+    assert log_messages("bh", 50) < 0.25  # the caller only enqueues (a blocked one: seconds)
+    assert wait_written(51)["written"] == 51
+    client = get_turso_client()
+    assert client is not None and isinstance(client.writer.store, CloudStore)
+    replica = client.writer.store.path
+
+    t0 = time.monotonic()
+    assert cpl.flush(1) is False  # written, but the remote never answers the push
+    assert time.monotonic() - t0 < 1.6
+
+    # While pushes hang (and time out, and are retried), writes keep reaching the replica.
+    assert len(hole.accepted) >= 1
+    t0 = time.monotonic()
+    log_messages("bh2", 50)
+    assert wait_written(102, within=3)["written"] == 102
+    assert time.monotonic() - t0 < 3
+    assert replica_rows(replica, hole.url, "SELECT COUNT(*) FROM messages") == [(100,)]
+
+    deadline = time.monotonic() + 10
+    while cpl.stats()["push_failures"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    st = cpl.stats()
+    assert st["push_failures"] >= 1 and "timed out" in str(st["last_error"])
+    assert st["pending"] == 0 and st["pushes"] == 0
+
+    t0 = time.monotonic()
+    assert cpl.shutdown(2) is False  # the final push cannot finish
+    assert time.monotonic() - t0 < 2.6
+    assert os.path.exists(replica)  # the rows wait there for the next process
+    text = caplog.text + json.dumps(cpl.stats(), default=str)
+    assert SECRET_TOKEN not in text
+
+
+def test_hung_push_is_retried_once_the_remote_answers(
+    hole: BlackHole, tursodb_bin: str, tmp_path: Path
+) -> None:
+    configure(hole.url)
+    log_messages("retry", 20)
+    assert wait_written(21)["written"] == 21
+    assert cpl.flush(0.5) is False
+    # A real server takes the port over; the requests already sent stay unanswered, so only
+    # the network timeout ends them.
+    hole.stop_listening()
+    server = server_on(hole.port, tursodb_bin, tmp_path)
+    try:
+        assert cpl.flush(15)
+        assert server.query("SELECT COUNT(*) FROM messages WHERE session_id='retry'") == [(20,)]
+        assert cpl.stats()["pushes"] >= 1
+        assert cpl.shutdown(10)
+        assert list((tmp_path / "replicas").rglob("w-*.db")) == []
+    finally:
+        server.stop()
+
+
+EXIT_UNDER_BLACK_HOLE = """
+import sys, time, json
+import claude_parallel_logging as cpl
+from claude_parallel_logging.store import CloudStore
+CloudStore.network_timeout = 1.0
+CloudStore.schema_wait = 0.5
+cpl.configure(database_url=sys.argv[1], auth_token=sys.argv[2], flush_interval=0.02,
+              push_interval=0.2, shutdown_timeout=1.5)
+lg = cpl.ConversationLogger()
+t = time.perf_counter()
+lg.start_session(cpl.SessionInfo(id="exited", agent_type="a", model="m"))
+for i in range(30):
+    lg.log_message("assistant", str(i))
+slowest = time.perf_counter() - t
+deadline = time.time() + 10
+while cpl.stats()["written"] < 31 and time.time() < deadline:
+    time.sleep(0.02)
+print(json.dumps({"log_seconds": slowest, "written": cpl.stats()["written"]}), flush=True)
+# normal exit: the atexit hook tries the final push for at most shutdown_timeout
+"""
+
+
+def test_process_exiting_under_black_hole_leaves_rows_for_the_next_one(
+    hole: BlackHole, tursodb_bin: str, tmp_path: Path
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", EXIT_UNDER_BLACK_HOLE, hole.url, SECRET_TOKEN],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    report = json.loads(child.stdout.readline())
+    t0 = time.monotonic()
+    child.wait(20)
+    exited_after = time.monotonic() - t0
+    stderr = child.stderr.read()
+    assert child.returncode == 0, stderr
+    assert report["written"] == 31 and report["log_seconds"] < 0.25
+    assert exited_after < 1.5 + 1.5  # shutdown_timeout, plus interpreter exit
+    assert "final push has not finished" in stderr and SECRET_TOKEN not in stderr
+    assert "written to the local replica but not pushed yet" in stderr
+    assert "0 log events not written" not in stderr
+    left = list((tmp_path / "replicas").rglob("w-*.db"))
+    assert len(left) == 1
+    assert replica_rows(str(left[0]), hole.url, "SELECT COUNT(*) FROM messages") == [(30,)]
+
+    hole.close()
+    server = server_on(hole.port, tursodb_bin, tmp_path)
+    try:
+        configure(server.url)  # the next process
+        log_messages("next", 1)
+        assert cpl.flush(15)
+        assert server.query("SELECT COUNT(*) FROM messages WHERE session_id='exited'") == [(30,)]
+        assert not left[0].exists()
+    finally:
+        cpl.shutdown(5)
+        server.stop()
+
+
+def test_remote_that_never_answers_the_schema_probe_does_not_block_writes(
+    hole: BlackHole,
+) -> None:
+    """The first write waits at most ``schema_wait`` to learn the remote's version."""
+    configure(hole.url)
+    t0 = time.monotonic()
+    log_messages("probe", 5)
+    st = wait_written(6, within=5)
+    assert st["written"] == 6
+    assert time.monotonic() - t0 < CloudStore.schema_wait + 1.5
+    assert cpl.shutdown(0.5) is False
+
+
+def test_reading_from_a_black_hole_times_out(hole: BlackHole, tmp_path: Path) -> None:
+    """A pull on an existing read replica gives up after the network timeout, too."""
+    import turso.sync
+
+    from claude_parallel_logging.remote import timed_pull
+
+    with tempfile.TemporaryDirectory(dir=tmp_path) as d:
+        conn = turso.sync.connect(
+            os.path.join(d, "r.db"), hole.url, auth_token=SECRET_TOKEN, bootstrap_if_empty=False
+        )
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(Exception, match="timed out"):
+                timed_pull(conn, NETWORK_TIMEOUT)
+            assert time.monotonic() - t0 < NETWORK_TIMEOUT + 1.5
+        finally:
+            conn.close()
