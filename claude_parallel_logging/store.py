@@ -333,22 +333,27 @@ def compile_ops(ops: Sequence[Op], prep: Preparer) -> Compiled:
     """Turn a batch into as few ``executemany`` groups, and rows, as order allows.
 
     Preparing a statement costs as much as writing a row, and a real batch interleaves messages,
-    tool starts and tool ends, so grouping only neighbours would prepare almost every row. Three
-    rules keep the result identical to applying ``ops`` in order:
+    tool starts and ends, and session updates, so grouping only neighbours would prepare almost
+    every row. These rules keep the result identical to applying ``ops`` in order (operations on
+    different rows commute; those on one row keep their order):
 
     * A fresh insert (an id minted when the event was enqueued, or a session's first insert,
       which never overwrites) cannot be referenced by any earlier operation, so all of them go
       first, one group per statement.
     * An update of a row freshly inserted in this batch is folded into that insert (a tool that
       ends soon after it starts is one row written, not two), until an upsert of the same id.
+    * Other updates of one row are merged into one (each column takes its last value), until an
+      upsert of the same row; their columns are put in one order so that equal sets share a
+      statement. A session updated at every turn is one statement per batch, and its metadata is
+      serialised once, not at every update.
     * Any other operation joins the latest group with its SQL only if no later group touches the
-      same row; otherwise it starts a new group. So operations on one row keep their order.
+      same row; otherwise it starts a new group.
     """
     fresh: list[tuple[int, list[Any]]] = []  # (kind, values) of fresh inserts, in order
     foldable: dict[tuple[str, Any], list[Any]] = {}  # (table, id) -> values of a fresh insert
-    rest: Compiled = []
-    last_group: dict[str, int] = {}  # SQL -> index in rest of its latest group
-    last_touch: dict[tuple[str, Any], int] = {}  # (table, row id) -> index of its latest group
+    # In order: an upsert as (key, sql, params), or a merged update as (key, None, columns).
+    pending: list[tuple[tuple[str, Any], str | None, Any]] = []
+    merging: dict[tuple[str, Any], dict[str, Any]] = {}  # row -> columns of its open update
     for op in ops:
         kind = op[0]
         if kind in _FRESH:
@@ -361,9 +366,10 @@ def compile_ops(ops: Sequence[Op], prep: Preparer) -> Compiled:
         if spec is not None:  # an upsert: explicit id, may exist
             mask, full = prep.masked_row(spec[1], op[1])
             sql, pick = _row_statement(kind, mask)
-            params = pick(full)
             key = (spec[0], full[0])
             foldable.pop(key, None)  # later updates must follow this upsert, not the insert
+            merging.pop(key, None)
+            pending.append((key, sql, pick(full)))
         elif kind in _UPDATES:
             table, allowed = _UPDATES[kind]
             target = foldable.get((table, op[1]))
@@ -373,20 +379,31 @@ def compile_ops(ops: Sequence[Op], prep: Preparer) -> Compiled:
                     if c in allowed:
                         target[index[c]] = v
                 continue
-            cols = [c for c in op[2] if c in allowed]
-            if not cols:
-                continue
-            vals = [v for c, v in zip(op[2], op[3]) if c in allowed]
-            sql = f"UPDATE {table} SET {', '.join(c + ' = ?' for c in cols)} WHERE id = ?"
             key = (table, str(op[1]))
-            params = (*prep.row(cols, vals), key[1])
+            columns = merging.get(key)
+            if columns is None:
+                columns = merging[key] = {}
+                pending.append((key, None, columns))
+            for c, v in zip(op[2], op[3]):
+                if c in allowed:
+                    columns[c] = v
+    rest: Compiled = []
+    last_group: dict[str, int] = {}  # SQL -> index in rest of its latest group
+    last_touch: dict[tuple[str, Any], int] = {}  # (table, row id) -> index of its latest group
+    for key, statement, payload in pending:
+        if statement is None:
+            if not payload:
+                continue
+            cols = sorted(payload)
+            statement = f"UPDATE {key[0]} SET {', '.join(c + ' = ?' for c in cols)} WHERE id = ?"
+            params = (*prep.row(cols, [payload[c] for c in cols]), key[1])
         else:
-            continue
-        g = last_group.get(sql)
+            params = payload
+        g = last_group.get(statement)
         if g is None or last_touch.get(key, -1) > g:
             g = len(rest)
-            rest.append((sql, [params]))
-            last_group[sql] = g
+            rest.append((statement, [params]))
+            last_group[statement] = g
         else:
             rest[g][1].append(params)
         last_touch[key] = g

@@ -779,3 +779,26 @@ def test_sync_block_error_propagates(local_db: Path) -> None:
             raise KeyError("missing")
     assert cpl.flush(5)
     assert session_row(local_db, s.id)["status"] == "error"
+
+
+async def test_several_cli_runs_in_one_session_keep_every_sdk_id(local_db: Path) -> None:
+    """Two ``query()`` runs in one logged session: the first CLI session id stays the
+    ``external_id``, every id is listed in the metadata, and either finds the session."""
+    first = load_recorded(DATA / "tool_bash.jsonl")
+    second = load_recorded(DATA / "thinking.jsonl")
+    ids = [
+        next(m.data["session_id"] for m in run if type(m).__name__ == "SystemMessage")
+        for run in (first, second)
+    ]
+    assert ids[0] != ids[1]
+    async with cpl.logged_session("two-runs", instrument=False) as s:
+        for run in (first, second):
+            async for _ in s.track(replay(run)):
+                pass
+    assert cpl.flush(5)
+    row = session_row(local_db, s.id)
+    assert row["external_id"] == ids[0]
+    assert json.loads(row["metadata"])["sdk_session_ids"] == ids
+    for sid in ids:
+        found = cpl.get_session(sid)
+        assert found is not None and found.session.id == s.id

@@ -276,7 +276,6 @@ class _Totals:
     duration_ms: int = 0
     cost_usd: float | None = None
     results: int = 0
-    sdk_session_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -347,16 +346,14 @@ class ClaudeMapper:
         if subtype == "init":
             updates: dict[str, Any] = {}
             sid = data.get("session_id")
-            if sid:
-                if sid not in self._totals.sdk_session_ids:
-                    self._totals.sdk_session_ids.append(sid)
-                if len(self._totals.sdk_session_ids) == 1:
-                    updates["external_id"] = sid
+            ids = self.session.add_sdk_session(sid) if isinstance(sid, str) and sid else None
+            if ids is not None and len(ids) == 1:
+                updates["external_id"] = sid
             if data.get("model"):
                 updates["model"] = data["model"]
             meta = {dst: data[src] for src, dst in _INIT_METADATA.items() if src in data}
-            if self._totals.sdk_session_ids:
-                meta["sdk_session_ids"] = list(self._totals.sdk_session_ids)
+            if ids is not None:
+                meta["sdk_session_ids"] = ids
             if meta:
                 updates["metadata"] = meta
             if updates:
@@ -522,10 +519,12 @@ class ClaudeMapper:
         is_error = bool(getattr(msg, "is_error", False))
         result = getattr(msg, "result", None)
         sid = getattr(msg, "session_id", None)
-        if sid and sid not in t.sdk_session_ids:
-            t.sdk_session_ids.append(sid)
-            if len(t.sdk_session_ids) == 1:
-                self.logger.update_session(external_id=sid)
+        ids = self.session.add_sdk_session(sid) if isinstance(sid, str) and sid else None
+        if ids is not None:  # a session id first seen in a result (no init message before)
+            if len(ids) == 1:
+                self.logger.update_session(external_id=sid, metadata={"sdk_session_ids": ids})
+            else:
+                self.logger.update_session(metadata={"sdk_session_ids": ids})
         self.logger.log_message(
             "result",
             result,

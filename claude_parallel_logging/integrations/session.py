@@ -85,6 +85,7 @@ class LoggedSession:
         self._started = False
         self._token: contextvars.Token[LoggedSession | None] | None = None
         self._source_totals: dict[Any, dict[str, Any]] = {}
+        self._sdk_session_ids: list[str] = []  # every CLI session this session ran, in order
         self._result_error: str | None = None
         self._seen: dict[int, Any] = {}
         self._seen_order: collections.deque[int] = collections.deque()
@@ -299,6 +300,18 @@ class LoggedSession:
                     summed[key] = round(sum(values), 10) if key == "cost_usd" else sum(values)
         if summed:
             self.logger.update_session(**summed)
+
+    def add_sdk_session(self, sid: str) -> list[str] | None:
+        """Record a CLI session id; the full list when it is new (first one first), else None.
+
+        Kept here, not per stream: a logged session that runs several ``query()`` calls keeps
+        the first id as ``external_id`` and every id in ``metadata.sdk_session_ids``.
+        """
+        with self._lock:
+            if sid in self._sdk_session_ids:
+                return None
+            self._sdk_session_ids.append(sid)
+            return list(self._sdk_session_ids)
 
     def note_result_error(self, message: str | None) -> None:
         self._result_error = message or "the agent reported an error"
