@@ -231,6 +231,22 @@ def rss_bytes() -> int:
         return int(psutil.Process().memory_info().rss)
 
 
+def calibrate(repeats: int = 7) -> float:
+    """Milliseconds for a fixed pure-Python workload (median of ``repeats``).
+
+    Shared machines change speed from minute to minute; printed at the start and the end of a
+    run, this tells whether absolute figures of two runs can be compared at all.
+    """
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        d: dict[int, str] = {}
+        for i in range(100_000):
+            d[i & 1023] = f"{i}:{i * 7}"
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def machine_info() -> dict[str, Any]:
     import platform
 

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BENCH_DIR, TINY, Result, ensure_package_importable, machine_info
+from common import BENCH_DIR, TINY, Result, calibrate, ensure_package_importable, machine_info
 
 BENCHMARKS = ("hot_path", "stream", "writer", "memory", "e2e")
 DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _clean_environment()
     package_root = ensure_package_importable()
+    speed_before = calibrate()
     started = time.monotonic()
     when = datetime.datetime.now(datetime.timezone.utc)
     selected = args.only or list(BENCHMARKS)
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": [r.to_json() for r in rows],
         }
     wall = time.monotonic() - started
+    speed_after = calibrate()
 
     table = format_table(results)
     print(table)
@@ -134,12 +136,19 @@ def main(argv: list[str] | None = None) -> int:
         + (" (quick)" if args.quick else "")
         + (" (tiny sizes: CPL_BENCH_TINY)" if TINY else "")
     )
+    print(
+        f"machine speed: calibration loop {speed_before:.1f} ms before, {speed_after:.1f} ms after"
+        " (lower is faster; runs whose figures differ a lot are not comparable)"
+    )
 
     payload = {
         "date": when.isoformat(timespec="seconds"),
         "mode": "tiny" if TINY else ("quick" if args.quick else "full"),
         "wall_seconds": round(wall, 2),
-        "machine": machine_info(),
+        "machine": {
+            **machine_info(),
+            "calibration_ms": {"before": round(speed_before, 2), "after": round(speed_after, 2)},
+        },
         "package": str(package_root / "claude_parallel_logging"),
         "benchmarks": per_bench,
         "results": [r.to_json() for r in results],

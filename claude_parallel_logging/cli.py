@@ -1285,9 +1285,13 @@ def _header_lines(s: SessionSummary) -> list[tuple[str, str | None]]:
     return lines
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def totals_line(s: SessionSummary) -> str:
     """Session totals; figures the agent did not report are left out rather than shown as 0."""
-    parts = [f"{s.message_count} messages", f"{s.tool_count} tool calls"]
+    parts = [_count(s.message_count, "message"), _count(s.tool_count, "tool call")]
     if s.tool_error_count:
         parts[-1] += f" ({s.tool_error_count} failed)"
     tokens = [

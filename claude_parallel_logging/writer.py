@@ -89,6 +89,9 @@ class Writer:
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
         self._drop_lock = threading.Lock()
+        # Held while the store's connection is in use; fork() waits for it (see _before_fork).
+        self._io_lock = threading.Lock()
+        self._forking = False
         self._thread: threading.Thread | None = None
         self._store: BaseStore | None = None
         self._closed = False
@@ -254,7 +257,8 @@ class Writer:
                     compiled = compile_ops(ops, store.prep)
                 except Exception as exc:  # the data itself: retrying cannot help
                     raise _BadData(exc) from exc
-                store.write_compiled(compiled)
+                with self._io_lock:
+                    store.write_compiled(compiled)
                 self._written += len(ops)
                 if store.mode == "cloud":
                     self._unpushed = True
@@ -372,7 +376,8 @@ class Writer:
         store = self._store
         if store is not None:
             try:
-                store.release()
+                with self._io_lock:
+                    store.release()
             except Exception as exc:
                 self._record_error(exc)
 
@@ -404,11 +409,40 @@ class Writer:
     # ----- fork -------------------------------------------------------------------------------
 
     def _after_fork_in_child(self) -> None:
-        """The child starts empty: what the parent had queued is the parent's to write."""
+        """The child starts empty: what the parent had queued is the parent's to write.
+
+        The parent's store, and the connection it may hold, are dropped: pyturso's file lock is a
+        POSIX lock, which belongs to the process that took it, so the child neither holds it nor
+        can release it, and keeping the inherited connection would only block the child's own.
+        """
         self._init_state()
 
 
 _live_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+_FORK_WAIT = 5.0  # seconds fork() waits for a writer to finish its batch
+
+
+def _before_fork() -> None:
+    """fork() while the writer is inside pyturso would copy its state mid-operation into the
+    child (a database the child then cannot open): wait for the batch, close the connection."""
+    for w in list(_live_writers):
+        if w._io_lock.acquire(timeout=_FORK_WAIT):
+            w._forking = True
+            store = w._store
+            if store is not None:
+                try:
+                    store.release()
+                except Exception:
+                    pass
+
+
+def _after_fork_in_parent() -> None:
+    for w in list(_live_writers):
+        if getattr(w, "_forking", False):
+            w._forking = False
+            w._io_lock.release()
 
 
 def _reset_writers_after_fork() -> None:
@@ -417,4 +451,8 @@ def _reset_writers_after_fork() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_writers_after_fork)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_reset_writers_after_fork,
+    )

@@ -198,9 +198,11 @@ def _long_output_session(populated: Populated) -> GenSession:
 def expected_totals_line(s: GenSession) -> str:
     """The transcript's last line for a finished session, from the generated data."""
     failed = sum(t.status == "error" for t in s.tools)
-    tools = f"{len(s.tools)} tool calls" + (f" ({failed} failed)" if failed else "")
+    n = len(s.tools)
+    tools = f"{n:,} tool call{'' if n == 1 else 's'}" + (f" ({failed} failed)" if failed else "")
     t = s.totals
-    parts = [f"{len(s.messages)} messages", tools]
+    m = len(s.messages)
+    parts = [f"{m:,} message{'' if m == 1 else 's'}", tools]
     if "input_tokens" in t:
         parts.append(
             f"tokens {t['input_tokens']:,} in, {t['output_tokens']:,} out,"

@@ -271,6 +271,41 @@ def test_fork_child_logs_its_own_rows(local_db: Path) -> None:
     ]  # fmt: skip
 
 
+def test_fork_while_the_parent_writer_is_busy(local_db: Path) -> None:
+    """Fork while the parent's writer is writing (and most likely holds the file): the child
+    must not close the parent's connection; both processes' rows all arrive."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    parent = cpl.ConversationLogger()
+    parent.start_session(cpl.SessionInfo(id="busy-parent", agent_type="a", model="m"))
+    for i in range(5_000):
+        parent.log_message("assistant", f"p{i} " + "x" * 200)
+    deadline = time.monotonic() + 10
+    while cpl.stats()["written"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)  # the writer has started writing the backlog
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            child = cpl.ConversationLogger()
+            child.start_session(cpl.SessionInfo(id="busy-child", agent_type="a", model="m"))
+            for i in range(200):
+                child.log_message("user", f"c{i}")
+            child.end_session()
+            code = 0 if cpl.flush(20) else 2
+        finally:
+            os._exit(code)
+    for i in range(5_000, 10_000):
+        parent.log_message("assistant", f"p{i}")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent.end_session()
+    assert cpl.flush(20)
+    assert cpl.stats()["failed_batches"] == 0 or cpl.stats()["pending"] == 0
+    counts = dict(query(local_db, "SELECT session_id, COUNT(*) FROM messages GROUP BY session_id"))
+    assert counts == {"busy-parent": 10_000, "busy-child": 200}
+
+
 def test_atexit_flushes_on_normal_exit(db_path: Path) -> None:
     code = f"""
 import claude_parallel_logging as cpl

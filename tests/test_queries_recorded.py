@@ -268,7 +268,7 @@ def test_cli_on_recorded_sessions(mixed: Mixed, capsys: pytest.CaptureFixture[st
     assert re.fullmatch(r"    tool Bash: completed, \d+ ms  \[toolu_\w+\]", tool), tool
     assert f"output ({len(rec.tool_outputs[0]):,} chars): {rec.tool_outputs[0]}" in out
     assert lines[-1] == (
-        f"Totals: {sum(1 for line in lines if line.startswith('#'))} messages; 1 tool calls;"
+        f"Totals: {sum(1 for line in lines if line.startswith('#'))} messages; 1 tool call;"
         f" tokens {fmt_int(rec.input_tokens)} in, {fmt_int(rec.output_tokens)} out,"
         f" {fmt_int(rec.cache_read_tokens)} cache read,"
         f" {fmt_int(rec.cache_creation_tokens)} cache write; cost {fmt_cost(rec.cost_usd)};"
