@@ -17,6 +17,7 @@ overflows at that rate.
 from __future__ import annotations
 
 import gc
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -48,11 +49,34 @@ def _logger(client: Any, sid: str) -> Any:
     return lg
 
 
+def _thread_cpu(native_id: int | None) -> float | None:
+    """CPU seconds a thread of this process has used (Linux ``/proc``), or None."""
+    if native_id is None:
+        return None
+    try:
+        with open(f"/proc/self/task/{native_id}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+CPU: dict[str, list[float]] = {"caller": [], "writer": []}  # µs per event, per closed-loop run
+
+
 def closed_loop(client: Any, lg: Any, seconds: float, start_i: int) -> tuple[float, int, int]:
-    """Keep the queue fed for ``seconds``; returns (events/s, events, next index)."""
+    """Keep the queue fed for ``seconds``; returns (events/s, events, next index).
+
+    Also records the CPU each thread spent per event (``CPU``): the caller's producing the
+    events, the writer's writing them. They share one GIL, so their sum bounds the rate.
+    """
     queue = client.writer._queue  # read-only peek at the depth, to stay below capacity
     events = 0
     i = start_i
+    thread = client.writer._thread
+    writer_id = thread.native_id if thread is not None else None
+    writer0 = _thread_cpu(writer_id)
+    caller0 = time.thread_time()
     t0 = time.perf_counter()
     end = t0 + seconds
     for _ in range(100_000_000):
@@ -68,6 +92,10 @@ def closed_loop(client: Any, lg: Any, seconds: float, start_i: int) -> tuple[flo
     elapsed = time.perf_counter() - t0
     if not ok:
         raise RuntimeError(f"flush did not finish: {client.stats()}")
+    writer1 = _thread_cpu(writer_id)
+    if events and writer0 is not None and writer1 is not None:
+        CPU["writer"].append((writer1 - writer0) / events * 1e6)
+        CPU["caller"].append((time.thread_time() - caller0) / events * 1e6)
     return events / elapsed, events, i
 
 
@@ -95,8 +123,15 @@ def open_loop(
     return events, deepest, achieved, i
 
 
+STANDALONE: dict[str, list[float]] = {"compile": [], "engine": []}  # µs per event
+
+
 def engine_ceiling(store_client: Any, batches: int) -> float:
-    """Events/s of the store alone on batches compiled beforehand (no Python conversion)."""
+    """Events/s of the store alone on batches compiled beforehand (no Python conversion).
+
+    Also records, per event, the writer thread's two parts measured alone (``STANDALONE``):
+    compiling the batch (conversion, redaction, JSON) and the SQL engine writing it.
+    """
     from claude_parallel_logging import ConversationLogger, SessionInfo
     from claude_parallel_logging.store import compile_ops, open_store
 
@@ -111,11 +146,15 @@ def engine_ceiling(store_client: Any, batches: int) -> float:
         emit_mixed(capture, i)
         i += 1
     step = settings.batch_size
+    c0 = time.thread_time()
     compiled = [compile_ops(sink[k : k + step], store.prep) for k in range(0, len(sink), step)]
+    STANDALONE["compile"].append((time.thread_time() - c0) / len(sink) * 1e6)
     store.initialize()
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     for c in compiled:
         store.write_compiled(c)
+    STANDALONE["engine"].append((time.thread_time() - c0) / len(sink) * 1e6)
     elapsed = time.perf_counter() - t0
     store.close()
     return len(sink) / elapsed
@@ -127,6 +166,8 @@ def _measure(
     lg = _logger(client, f"bench-writer-{label}")
     i = 0
     _, _, i = closed_loop(client, lg, min(seconds, 0.5), i)  # warm-up
+    for v in CPU.values():
+        v.clear()
     rates: list[float] = []
     for r in range(reps):
         if r and budget.over():
@@ -187,6 +228,7 @@ def run(quick: bool) -> list[Result]:
             )
         finally:
             client.shutdown(60)
+        local_cpu = {k: list(v) for k, v in CPU.items()}
         ceiling = [engine_ceiling(client, size(20, 10, 2, is_quick=quick)) for _ in range(reps)]
         results.append(
             summarize(
@@ -197,6 +239,28 @@ def run(quick: bool) -> list[Result]:
                 extra={"note": "store.write_compiled on pre-compiled batches (no conversion)"},
             )
         )
+        if local_cpu["writer"]:
+            writer_cpu, caller_cpu = median(local_cpu["writer"]), median(local_cpu["caller"])
+            compile_us, engine_us = median(STANDALONE["compile"]), median(STANDALONE["engine"])
+            results.append(
+                Result(
+                    name="writer.local.cpu_per_event",
+                    unit="µs CPU/event (writer)",
+                    median=writer_cpu,
+                    p99=max(local_cpu["writer"]),
+                    runs=len(local_cpu["writer"]),
+                    target="information",
+                    extra={
+                        "note": "where the time goes: the caller and the writer share one GIL, "
+                        "so 1e6 / (caller + writer) bounds events/s in one process",
+                        "writer_cpu_us_per_event_in_loop": round(writer_cpu, 2),
+                        "caller_cpu_us_per_event_in_loop": round(caller_cpu, 2),
+                        "bound_events_per_s": round(1e6 / (writer_cpu + caller_cpu)),
+                        "alone_compile_us_per_event": round(compile_us, 2),
+                        "alone_engine_us_per_event": round(engine_us, 2),
+                    },
+                )
+            )
         binary = find_tursodb()
         if binary is None:
             raise RuntimeError("tursodb not found: run ./dev setup or set CPL_TURSODB_BIN")

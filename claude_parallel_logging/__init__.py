@@ -11,7 +11,9 @@ from .integrations.opencode import OpencodeMonitor, monitor_opencode
 from .integrations.session import LoggedSession, current_session, logged, logged_session
 from .logger import ConversationLogger, SessionInfo
 from .queries import (
+    MIN_PREFIX_LENGTH,
     DatabaseUnavailable,
+    InvalidCursor,
     LoggingNotConfigured,
     MessageRecord,
     SearchHit,
@@ -32,9 +34,11 @@ from .queries import (
 from .schema import SCHEMA_VERSION, SchemaVersionError, initialize_schema
 
 __all__ = [
+    "MIN_PREFIX_LENGTH",
     "SCHEMA_VERSION",
     "ConversationLogger",
     "DatabaseUnavailable",
+    "InvalidCursor",
     "LoggedSession",
     "LoggingNotConfigured",
     "MessageRecord",

@@ -23,15 +23,20 @@ from .client import TursoClient, get_turso_client
 from .config import TursoConfig, configure, mask_secret
 from .queries import (
     GROUP_BY_CHOICES,
+    MIN_PREFIX_LENGTH,
     DatabaseUnavailable,
+    InvalidCursor,
     LoggingNotConfigured,
     MessageRecord,
     SessionDetail,
     SessionSummary,
     ToolExecutionRecord,
+    check_list_arguments,
+    decode_cursor,
     get_session,
     list_sessions,
     needs_snapshot,
+    parse_time,
     search_sessions,
     short_ids,
     snapshot,
@@ -49,6 +54,10 @@ REDACTED = "[REDACTED]"
 
 class CliError(Exception):
     """A problem to report as one line, without a traceback."""
+
+
+class UsageError(CliError):
+    """An argument value that cannot be used (exit 2, like argparse's own errors)."""
 
 
 # ----- output -----------------------------------------------------------------------------------
@@ -198,9 +207,9 @@ class Output:
     def json(self, data: Any) -> None:
         self.write_raw(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
-    def error(self, message: str) -> None:
+    def error(self, message: str, prog: str = PROG) -> None:
         text = " ".join(self.scrub(message).split())
-        self.stderr.write(f"{PROG}: error: {text}\n")
+        self.stderr.write(f"{prog}: error: {text}\n")
 
     def table(
         self,
@@ -461,6 +470,12 @@ def _require_readable(client: TursoClient) -> None:
 
 
 def cmd_sessions(args: argparse.Namespace, out: Output) -> int:
+    try:  # a cursor given with other filters than its own: bad usage, before any reading
+        check_list_arguments(
+            args.agent_type, args.status, args.model, args.since, args.until, args.cursor
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     client = resolve_client(args)
     _require_readable(client)
     page = list_sessions(
@@ -511,7 +526,7 @@ def cmd_sessions(args: argparse.Namespace, out: Output) -> int:
     out.table(columns, rows, {0: _short_ids([s.id for s in page], client)})
     if page.next_cursor:
         out.line()
-        out.line(f"More sessions: add --cursor {page.next_cursor}", style="dim")
+        out.line(f"More sessions: add --cursor {page.next_cursor}", style="dim")  # or alone
     return EXIT_OK
 
 
@@ -520,6 +535,12 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
     _require_readable(client)
     detail = get_session(args.session_id, client=client)
     if detail is None:
+        ref = args.session_id.strip()
+        if len(ref) < MIN_PREFIX_LENGTH:
+            raise CliError(
+                f"no session {args.session_id!r} (looked up by id and SDK session id; an id"
+                f" prefix needs at least {MIN_PREFIX_LENGTH} characters, this one has {len(ref)})"
+            )
         raise CliError(
             f"no session {args.session_id!r} (looked up by id, SDK session id and prefix)"
         )
@@ -556,8 +577,6 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
 def cmd_search(args: argparse.Namespace, out: Output) -> int:
     client = resolve_client(args)
     _require_readable(client)
-    if not args.text:
-        raise CliError("search text must not be empty")
     hits = search_sessions(
         args.text,
         limit=args.limit,
@@ -1095,9 +1114,33 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--status", action="append", choices=("running", "completed", "error"),
                    help="only this status (repeatable)")  # fmt: skip
     p.add_argument("--model", action="append", metavar="MODEL", help="only this model")
-    p.add_argument("--since", metavar="TIME",
+    p.add_argument("--since", metavar="TIME", type=_time,
                    help="started at or after: ISO date/time (UTC) or an age like 24h, 7d")  # fmt: skip
-    p.add_argument("--until", metavar="TIME", help="started before this time")
+    p.add_argument("--until", metavar="TIME", type=_time, help="started before this time")
+
+
+def _time(text: str) -> str:
+    """A valid TIME, kept as typed: an age (``7d``) is resolved by the query, so that the same
+    age given again with a ``--cursor`` matches the cursor's."""
+    try:
+        parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _cursor(text: str) -> str:
+    try:
+        decode_cursor(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _search_text(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("search text must not be empty")
+    return text
 
 
 def _positive(text: str) -> int:
@@ -1159,7 +1202,9 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = sub.add_parser("sessions", parents=[common], help="list sessions, newest first")
     _filters(p)
     p.add_argument("--limit", type=_positive, default=50, help="page size (default 50)")
-    p.add_argument("--cursor", help="continue after the page that printed this cursor")
+    p.add_argument("--cursor", type=_cursor,
+                   help="the next page of the listing that printed this cursor (it keeps that"
+                        " listing's filters: give it alone or with the same filters)")  # fmt: skip
     p.set_defaults(handler=cmd_sessions)
 
     p = sub.add_parser("show", parents=[common], help="one session's transcript")
@@ -1172,15 +1217,17 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser("search", parents=[common], help="find sessions containing a text")
-    p.add_argument("text", metavar="TEXT", help="literal, case-insensitive text")
+    p.add_argument("text", metavar="TEXT", type=_search_text,
+                   help="literal, case-insensitive text")  # fmt: skip
     _filters(p)
     p.add_argument("--limit", type=_positive, default=20, help="at most this many sessions")
     p.set_defaults(handler=cmd_search)
 
     p = sub.add_parser("stats", parents=[common], help="usage figures per agent, model or day")
     p.add_argument("--group-by", choices=GROUP_BY_CHOICES, default="agent_type")
-    p.add_argument("--since", metavar="TIME", help="sessions started at or after (24h, 7d, ISO)")
-    p.add_argument("--until", metavar="TIME", help="sessions started before")
+    p.add_argument("--since", metavar="TIME", type=_time,
+                   help="sessions started at or after (24h, 7d, ISO)")  # fmt: skip
+    p.add_argument("--until", metavar="TIME", type=_time, help="sessions started before")
     p.set_defaults(handler=cmd_stats)
 
     p = sub.add_parser("sync", parents=[common], help="push what is pending to the remote")
@@ -1196,7 +1243,9 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The console entry point; returns the exit status (0 ok, 1 error, 2 bad usage)."""
+    """The console entry point; returns the exit status: 0 ok, 1 error (the database cannot be
+    used, an unknown id, ...), 2 bad usage (an unknown option, or a value that cannot be used:
+    a TIME that does not parse, an invalid cursor, ...)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     stdout, stderr = sys.stdout, sys.stderr
     secrets = _secrets(None, argv)
@@ -1213,9 +1262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args, out)
         stdout.flush()
         return code
+    except (UsageError, InvalidCursor) as exc:  # argparse checked the rest; same format
+        out.error(str(exc), prog=f"{parser.prog} {args.command}")
+        return EXIT_USAGE
     except (CliError, LoggingNotConfigured, DatabaseUnavailable, SchemaVersionError) as exc:
         out.error(str(exc))
-    except ValueError as exc:  # bad --since, --cursor, ...
+    except ValueError as exc:  # the values were checked when parsed: not a usage error
         out.error(str(exc))
     except KeyboardInterrupt:
         out.error("interrupted")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
+import weakref
 from dataclasses import asdict
 from typing import Any
 
@@ -30,6 +32,7 @@ class TursoClient:
         self._read_store: BaseStore | None = None
         self._read_lock = threading.Lock()
         self.writer = Writer(lambda: open_store(config, base), base)
+        _live_clients.add(self)
 
     def enqueue(self, op: Op) -> bool:
         return self.writer.enqueue(op)
@@ -66,6 +69,20 @@ class TursoClient:
     def __repr__(self) -> str:
         return f"TursoClient({self.config!r})"
 
+
+_live_clients: weakref.WeakSet[TursoClient] = weakref.WeakSet()
+
+
+def _forget_readers_after_fork() -> None:
+    """A forked child must not read through (and at exit remove) the parent's read replica, nor
+    wait on a lock a parent thread held at the fork: it opens its own when it reads."""
+    for client in list(_live_clients):
+        client._read_store = None
+        client._read_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_readers_after_fork)
 
 _shared: TursoClient | None = None
 _shared_lock = threading.Lock()

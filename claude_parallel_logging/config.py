@@ -51,7 +51,9 @@ class TursoConfig:
         return os.path.abspath(os.path.expanduser(url))
 
     def __repr__(self) -> str:
-        return f"TursoConfig(url={self.url!r}, auth_token={mask_secret(self.auth_token)})"
+        return (
+            f"TursoConfig(url={_redact_url(self.url)!r}, auth_token={mask_secret(self.auth_token)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,15 @@ def get_turso_config() -> TursoConfig | None:
     return cfg
 
 
+_warned_env: set[str] = set()
+
+
+def _warn_env_once(env: str, message: str) -> None:
+    if env not in _warned_env:
+        _warned_env.add(env)
+        log.warning("claude-parallel-logging: %s", message)
+
+
 def _redact_url(url: str) -> str:
     """Drop a query string: some users put ``authToken=`` there."""
     return url.split("?", 1)[0]
@@ -200,9 +211,12 @@ def get_settings() -> Settings:
         raw = os.environ.get(env)
         if raw:
             try:
-                values[key] = conv(raw)
-            except ValueError:
-                log.warning("claude-parallel-logging: ignoring %s=%r (not a number)", env, raw)
+                value = conv(raw)
+                _validate({key: value})
+            except (ValueError, TypeError) as exc:
+                _warn_env_once(env, f"ignoring {env}={raw!r} ({exc}); using the default")
+            else:
+                values[key] = value
     for key in (*_TUNING_ENV, "lock_timeout", "redact", "redact_defaults", "replica_dir"):
         if key in over:
             values[key] = over[key]

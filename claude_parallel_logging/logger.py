@@ -152,25 +152,26 @@ class ConversationLogger:
         """Mark the session finished; tools still running are closed as ``error``."""
         if self._enqueue is None or self.session_id is None:
             return
+        with self._lock:
+            if self._state.ended:
+                return
+            self._state.ended = True
+            running = list(self._tools)
         try:
-            with self._lock:
-                if self._state.ended:
-                    return
-                self._state.ended = True
-                running = list(self._tools)
             for tool_id in running:
                 self.finish_tool_execution(
                     tool_id, "error", error="session ended before the tool finished"
                 )
             if status not in SESSION_STATUSES:
                 status = str(status)
+            totals.setdefault("ended_at", time.time())  # a backfill may give its own
             totals.setdefault(
                 "duration_ms", round((time.perf_counter() - self._state.started_perf) * 1000)
             )
-            self.update_session(
-                status=status, error_message=error_message, ended_at=time.time(), **totals
-            )
+            totals["status"], totals["error_message"] = status, error_message
+            self.update_session(**totals)
         except Exception as exc:
+            self._state.ended = False  # nothing was recorded: a later end_session may succeed
             _bad_call("end_session", exc)
 
     @property

@@ -24,10 +24,11 @@ from typing import Any, Literal
 
 from .client import TursoClient, get_turso_client
 from .schema import current_version
-from .serialize import iso_utc
 
 __all__ = [
+    "MIN_PREFIX_LENGTH",
     "DatabaseUnavailable",
+    "InvalidCursor",
     "LoggingNotConfigured",
     "MessageRecord",
     "SearchHit",
@@ -55,7 +56,8 @@ TimeLike = str | float | int | datetime | date
 Filter = str | Sequence[str] | None
 
 SNIPPET_CONTEXT = 60
-_PREFIX_MIN = 6
+MIN_PREFIX_LENGTH = 6  # shorter prefixes of our ids are not looked up (too likely to be ambiguous)
+_PREFIX_MIN = MIN_PREFIX_LENGTH
 _RESULT_ROLE = "result"  # the Claude SDK's end-of-turn summary: its tokens repeat the turn's
 
 
@@ -65,9 +67,15 @@ class LoggingNotConfigured(RuntimeError):
     def __init__(self, message: str | None = None) -> None:
         super().__init__(
             message
-            or "logging is not configured: set TURSO_DATABASE_URL (and TURSO_AUTH_TOKEN for a "
-            "remote database) or call configure(database_url=...)"
+            or "no database is configured: set TURSO_DATABASE_URL (and TURSO_AUTH_TOKEN for a"
+            " remote database), call configure(database_url=...), or pass client=...;"
+            " on the command line pass --database PATH_OR_URL"
         )
+
+
+class InvalidCursor(ValueError):
+    """A ``cursor`` that ``list_sessions`` did not make, or one given with other filters than
+    the query it belongs to."""
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -408,25 +416,53 @@ def parse_time(value: TimeLike) -> str:
     """A bound for ``since``/``until`` as stored text (UTC, milliseconds).
 
     Accepts datetimes (naive ones are UTC), dates, epoch seconds, ISO-8601 strings and relative
-    ages such as ``"90m"``, ``"24h"``, ``"7d"``, ``"2w"`` (that long before now).
+    ages such as ``"90m"``, ``"24h"``, ``"7d"``, ``"2w"`` (that long before now). Anything else,
+    or a time out of range, raises ``ValueError`` ("not a time: ...").
     """
+    try:
+        return _parse_time(value)
+    except ValueError as exc:
+        if str(exc).startswith("not a time"):
+            raise
+        raise ValueError(f"not a time: {value!r} (out of range)") from None
+    except (OverflowError, OSError):
+        raise ValueError(f"not a time: {value!r} (out of range)") from None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _now() -> datetime:
+    """What a relative age (``"7d"``) counts back from."""
+    return datetime.now(timezone.utc)
+
+
+def _utc_text(dt: datetime) -> str:
+    """Stored time text (``iso_utc``'s format, the year always four digits): milliseconds,
+    truncated."""
+    ms = (dt - _EPOCH) // timedelta(milliseconds=1)
+    utc = _EPOCH + timedelta(milliseconds=ms)
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}"
+        f":{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
+
+
+def _parse_time(value: TimeLike) -> str:
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ValueError(f"not a time: {value!r}")
-        return iso_utc(float(value))
+        return _utc_text(_EPOCH + timedelta(milliseconds=int(float(value) * 1000)))
     if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return iso_utc(dt.timestamp())
+        return _utc_text(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     if isinstance(value, date):
         return f"{value.isoformat()}T00:00:00.000Z"
     text = str(value).strip()
-    rel = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text, re.IGNORECASE)
-    if rel:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-        delta = timedelta(**{unit[rel.group(2).lower()]: float(rel.group(1))})
-        return iso_utc((datetime.now(timezone.utc) - delta).timestamp())
+    age = _age_seconds(text)
+    if age is not None:
+        return _utc_text(_now() - timedelta(seconds=age))
     iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
     iso = re.sub(r"(\.\d{1,6})\d*", lambda m: m.group(1).ljust(7, "0"), iso, count=1)
     try:
@@ -438,7 +474,21 @@ def parse_time(value: TimeLike) -> str:
             f"not a time: {value!r} (use ISO-8601 such as 2026-01-31 or 2026-01-31T12:00:00Z, "
             "or an age such as 24h or 7d)"
         ) from None
-    return parse_time(parsed)
+    return _parse_time(parsed)
+
+
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def _age_seconds(value: Any) -> float | None:
+    """How long ago a relative age such as ``"7d"`` means, in seconds; ``None`` for anything
+    else (absolute times, datetimes, numbers)."""
+    if not isinstance(value, str):
+        return None
+    rel = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", value.strip(), re.IGNORECASE)
+    if rel is None:
+        return None
+    return float(rel.group(1)) * _AGE_UNITS[rel.group(2).lower()]
 
 
 def _json(value: Any) -> Any:
@@ -451,20 +501,207 @@ def _json(value: Any) -> Any:
         return value
 
 
-def _encode_cursor(started_at: str, session_id: str) -> str:
-    raw = json.dumps([started_at, session_id], separators=(",", ":")).encode()
+_CURSOR_VERSION = 2
+_LIST_FILTERS = ("agent_type", "status", "model")
+_TIME_FILTERS = ("since", "until")
+
+
+@dataclass(frozen=True)
+class _PageQuery:
+    """What a page of ``list_sessions`` selects, resolved: list filters sorted and deduplicated,
+    ``since``/``until`` as stored time text. An age such as ``"7d"`` is resolved once, when the
+    query is made, and remembered (``*_age``, seconds) so the same age given again matches."""
+
+    agent_type: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
+    model: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    since_age: float | None = None
+    until_age: float | None = None
+
+    @classmethod
+    def build(
+        cls,
+        agent_type: Filter = None,
+        status: Filter = None,
+        model: Filter = None,
+        since: TimeLike | None = None,
+        until: TimeLike | None = None,
+    ) -> _PageQuery:
+        return cls(
+            agent_type=tuple(sorted(set(_values(agent_type)))),
+            status=tuple(sorted(set(_values(status)))),
+            model=tuple(sorted(set(_values(model)))),
+            since=None if since is None else parse_time(since),
+            until=None if until is None else parse_time(until),
+            since_age=_age_seconds(since),
+            until_age=_age_seconds(until),
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.agent_type or self.status or self.model) and (
+            self.since is None and self.until is None
+        )
+
+    def same_as(self, other: _PageQuery) -> bool:
+        """Whether these filters (given with a cursor) select what ``other`` (the cursor's)
+        does: equal lists, and each time bound the same age or the same instant."""
+        for name in _LIST_FILTERS:
+            if getattr(self, name) != getattr(other, name):
+                return False
+        for name in _TIME_FILTERS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if (mine is None) != (theirs is None):
+                return False
+            age = getattr(self, f"{name}_age")
+            if age is not None:
+                if age != getattr(other, f"{name}_age"):
+                    return False
+            elif mine != theirs:
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = [f"{n}={','.join(getattr(self, n))}" for n in _LIST_FILTERS if getattr(self, n)]
+        for name in _TIME_FILTERS:
+            value = getattr(self, name)
+            if value is not None:
+                age = getattr(self, f"{name}_age")
+                parts.append(
+                    f"{name}={value}" + (f" (age {_fmt_age(age)})" if age is not None else "")
+                )
+        return " ".join(parts) or "no filters"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {n: list(getattr(self, n)) for n in _LIST_FILTERS if getattr(self, n)}
+        for name in _TIME_FILTERS:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+            if getattr(self, f"{name}_age") is not None:
+                out[f"{name}_age"] = getattr(self, f"{name}_age")
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> _PageQuery:
+        """The cursor's filters; ``ValueError`` on anything ``to_json`` does not make."""
+        allowed = {*_LIST_FILTERS, *_TIME_FILTERS, *(f"{n}_age" for n in _TIME_FILTERS)}
+        if not isinstance(data, dict) or not set(data) <= allowed:
+            raise ValueError("unknown filters")
+        lists: dict[str, tuple[str, ...]] = {}
+        for name in _LIST_FILTERS:
+            value = data.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(name)
+            lists[name] = tuple(sorted(set(value)))
+        times: dict[str, Any] = {}
+        for name in _TIME_FILTERS:
+            value, age = data.get(name), data.get(f"{name}_age")
+            if value is not None and (not isinstance(value, str) or parse_time(value) != value):
+                raise ValueError(name)
+            if age is not None and (
+                value is None
+                or isinstance(age, bool)
+                or not isinstance(age, (int, float))
+                or not math.isfinite(age)
+                or age < 0
+            ):
+                raise ValueError(f"{name}_age")
+            times[name] = value
+            times[f"{name}_age"] = None if age is None else float(age)
+        return cls(
+            agent_type=lists["agent_type"],
+            status=lists["status"],
+            model=lists["model"],
+            since=times["since"],
+            until=times["until"],
+            since_age=times["since_age"],
+            until_age=times["until_age"],
+        )
+
+
+def _fmt_age(seconds: float) -> str:
+    for unit in ("w", "d", "h", "m"):
+        size = _AGE_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _encode_cursor(started_at: str, session_id: str, query: _PageQuery) -> str:
+    body: dict[str, Any] = {"v": _CURSOR_VERSION, "at": started_at, "id": session_id}
+    filters = query.to_json()
+    if filters:
+        body["q"] = filters
+    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
+def decode_cursor(cursor: str) -> tuple[str, str, _PageQuery | None]:
+    """``(started_at, id, filters)`` of a cursor ``list_sessions`` returned; the filters are
+    ``None`` for a cursor of an older version (``[started_at, id]``: it did not keep them).
+    Raises :class:`InvalidCursor` for anything else."""
+    bad = InvalidCursor(
+        f"invalid cursor: {str(cursor)[:60]!r} (give a cursor exactly as a page of sessions"
+        " returned it)"
+    )
+    if not isinstance(cursor, str):
+        raise bad
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        started_at, session_id = json.loads(raw)
-    except (ValueError, TypeError, binascii.Error):
-        raise ValueError(f"invalid cursor: {cursor[:60]!r}") from None
+        raw = base64.urlsafe_b64decode(cursor.strip() + "=" * (-len(cursor.strip()) % 4))
+        data = json.loads(raw)
+        if isinstance(data, list):  # before version 2: no filters
+            started_at, session_id = data
+            query = None
+        elif isinstance(data, dict) and data.get("v") == _CURSOR_VERSION:
+            if not set(data) <= {"v", "at", "id", "q"}:
+                raise ValueError("unknown keys")
+            started_at, session_id = data["at"], data["id"]
+            query = _PageQuery.from_json(data.get("q", {}))
+        else:
+            raise ValueError("unknown format")
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise bad from None
     if not isinstance(started_at, str) or not isinstance(session_id, str):
-        raise ValueError(f"invalid cursor: {cursor[:60]!r}")
-    return started_at, session_id
+        raise bad
+    return started_at, session_id, query
+
+
+def _page_query(
+    agent_type: Filter,
+    status: Filter,
+    model: Filter,
+    since: TimeLike | None,
+    until: TimeLike | None,
+    cursor: str | None,
+) -> tuple[_PageQuery, tuple[str, str] | None]:
+    """The filters a ``list_sessions`` call applies and where its page starts (``None``: at
+    the newest session). See ``list_sessions`` for the rule on filters given with a cursor."""
+    given = _PageQuery.build(agent_type, status, model, since, until)
+    if not cursor:
+        return given, None
+    started_at, last_id, kept = decode_cursor(cursor)
+    if kept is None or given.empty or given.same_as(kept):
+        return (given if kept is None else kept), (started_at, last_id)
+    raise InvalidCursor(
+        "the cursor belongs to a query with other filters (the cursor's: "
+        f"{kept.describe()}; given: {given.describe()}): pass the cursor alone, or with"
+        " exactly the filters of the page that returned it"
+    )
+
+
+def check_list_arguments(
+    agent_type: Filter = None,
+    status: Filter = None,
+    model: Filter = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    cursor: str | None = None,
+) -> None:
+    """Raise the ``ValueError`` (:class:`InvalidCursor` for the cursor) ``list_sessions`` would
+    raise for these arguments, without reading anything."""
+    _page_query(agent_type, status, model, since, until, cursor)
 
 
 def _values(value: Filter) -> list[str]:
@@ -595,14 +832,27 @@ def list_sessions(
     client: TursoClient | None = None,
 ) -> SessionPage:
     """Newest first. Pages are keyset-based on ``(started_at, id)``: sessions that arrive
-    between two pages never shift or repeat rows of the pages still to come."""
+    between two pages never shift or repeat rows of the pages still to come.
+
+    ``next_cursor`` keeps the query's filters, with a relative ``since``/``until`` (``"7d"``)
+    fixed to the instant it meant on the first page, so ``list_sessions(cursor=c)`` alone
+    continues the same query (``limit`` is not kept: it is each call's page size). Filters
+    given with a cursor must be exactly the cursor's (the same age, such as ``"7d"`` again,
+    counts as the same), else :class:`InvalidCursor` (a ``ValueError``) is raised: "the cursor
+    belongs to a query with other filters". An older cursor (made before cursors kept their
+    filters) is still accepted: with it, the filters given apply, as they did then.
+    """
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
-    clauses, params = _filters("s", agent_type, status, model, since, until)
-    if cursor:
-        started_at, last_id = _decode_cursor(cursor)
+    query, after = _page_query(agent_type, status, model, since, until, cursor)
+    clauses, params = _filters("s", query.agent_type, query.status, query.model)
+    for bound, op in ((query.since, ">="), (query.until, "<")):
+        if bound is not None:
+            clauses.append(f"s.started_at {op} ?")
+            params.append(bound)
+    if after is not None:
         clauses.append("(s.started_at < ? OR (s.started_at = ? AND s.id < ?))")
-        params.extend([started_at, started_at, last_id])
+        params.extend([after[0], after[0], after[1]])
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = (
         f"SELECT {_session_cols('s')} FROM sessions s {where}"
@@ -616,7 +866,7 @@ def list_sessions(
     next_cursor = None
     if len(rows) > limit and summaries:
         last = summaries[-1]
-        next_cursor = _encode_cursor(last.started_at, last.id)
+        next_cursor = _encode_cursor(last.started_at, last.id, query)
     return SessionPage(summaries, next_cursor)
 
 

@@ -354,13 +354,20 @@ def compile_ops(ops: Sequence[Op], prep: Preparer) -> Compiled:
     # In order: an upsert as (key, sql, params), or a merged update as (key, None, columns).
     pending: list[tuple[tuple[str, Any], str | None, Any]] = []
     merging: dict[tuple[str, Any], dict[str, Any]] = {}  # row -> columns of its open update
+    started: set[Any] = set()  # session ids inserted in this batch
     for op in ops:
         kind = op[0]
         if kind in _FRESH:
             values = list(op[1])
-            fresh.append((kind, values))
-            if kind != SESSION_INSERT:  # a session may exist already: its insert does nothing
+            if kind == SESSION_INSERT:
+                # It never overwrites, so only the first insert of an id counts; a later one
+                # in the same batch must not run first.
+                if values[0] in started:
+                    continue
+                started.add(values[0])
+            else:  # a session may exist already (its insert does nothing): never folded into
                 foldable[(_ROW_KINDS[kind][0], values[0])] = values
+            fresh.append((kind, values))
             continue
         spec = _ROW_KINDS.get(kind)
         if spec is not None:  # an upsert: explicit id, may exist
@@ -616,6 +623,17 @@ def _pid_alive(path: str) -> bool:
     return True
 
 
+def _owned_by_another_live_process(path: str) -> bool:
+    """A writer replica of a live process is not stale, even if it can be opened: its owner
+    may be between creating the file and taking its lock. (A pid reused by an unrelated
+    process only delays recovery until that process ends.)"""
+    try:
+        pid = int(os.path.basename(path).split("-")[1])
+    except (IndexError, ValueError):
+        return False
+    return pid != os.getpid() and _pid_alive(path)
+
+
 def _remove_replica(path: str) -> None:
     for p in _replica_files(path):
         try:
@@ -771,14 +789,19 @@ class CloudStore(BaseStore):
                 ok = self._finished.wait(max(0.0, timeout)) and self._final_ok
         elif wrote:  # cannot happen (the first write starts the push thread): keep the replica
             ok = False
-        with self._read_lock:
-            if self._read_conn is not None:
-                try:
-                    self._read_conn.close()
-                except Exception:
-                    pass
-                self._read_conn = None
-                _remove_replica(os.path.join(self.dir, f"r-{self._tag}.db"))
+        # A read in progress (a pull from a silent remote) must not hold up shutdown: then the
+        # read replica stays, and is removed by the next process (its owner is gone by then).
+        if self._read_lock.acquire(timeout=max(0.05, min(1.0, timeout))):
+            try:
+                if self._read_conn is not None:
+                    try:
+                        self._read_conn.close()
+                    except Exception:
+                        pass
+                    self._read_conn = None
+                    _remove_replica(os.path.join(self.dir, f"r-{self._tag}.db"))
+            finally:
+                self._read_lock.release()
         if wrote and not ok:
             log.warning(
                 "claude-parallel-logging: the final push has not finished (%s); %s keeps the rows "
@@ -936,7 +959,7 @@ class CloudStore(BaseStore):
                 _remove_replica(path)
         all_done = True
         for path in sorted(glob.glob(os.path.join(glob.escape(self.dir), "w-*.db"))):
-            if path == self.path or path in _LIVE_REPLICAS:
+            if path == self.path or path in _LIVE_REPLICAS or _owned_by_another_live_process(path):
                 continue
             self._check_remote()
             try:
@@ -965,12 +988,17 @@ class CloudStore(BaseStore):
 
     @contextmanager
     def read(self) -> Iterator[Any]:
-        """A separate read replica, pulled fresh from the remote on every read."""
+        """A separate read replica, pulled fresh from the remote on every read.
+
+        It is opened without pyturso's bootstrap (a download with no timeout) and filled by a
+        pull, which is bounded like every other request (a pull into an empty replica fetches
+        everything).
+        """
         with self._read_lock:
             if self._read_conn is None:
                 os.makedirs(self.dir, exist_ok=True)
                 path = os.path.join(self.dir, f"r-{self._tag}.db")
-                self._read_conn = self._open(path, bootstrap=True)
+                self._read_conn = self._open(path, bootstrap=False)
             conn = self._read_conn
             timed_pull(conn, self.network_timeout)
             yield conn

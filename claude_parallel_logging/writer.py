@@ -112,6 +112,8 @@ class Writer:
         self._stop_deadline: float | None = None
         self._final_ok = False
         self._refused: SchemaVersionError | None = None
+        self._dropped_before = 0  # ``dropped`` at the previous flush
+        self._markers_closed = False  # the writer thread has stopped reaching markers
 
     # ----- caller side (hot path) -------------------------------------------------------------
 
@@ -148,15 +150,29 @@ class Writer:
                 t.start()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything enqueued before this call is written (and pushed, in cloud mode)."""
-        if self._thread is None:
-            return self._pending_count() == 0
+        """Wait until everything logged before this call is written (and pushed, in cloud mode).
+
+        False on time-out, or when an event was dropped (queue full) or skipped (rejected as
+        data) since the previous flush: then not everything that was logged is stored.
+        """
+        dropped = self._dropped
+        lost = dropped != self._dropped_before
+        self._dropped_before = dropped
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            # Never started, or stopped (shut down): nothing will write a marker.
+            return self._pending_count() == 0 and not lost and self._final_ok_or_idle()
         marker = _Marker(push=True)
         self._queue.append(marker)
         self._wake.set()
+        if self._markers_closed:  # the thread stopped meanwhile: it will never reach the marker
+            self._fail_markers()
         if not marker.event.wait(timeout):
             return False
-        return marker.ok
+        return marker.ok and not lost
+
+    def _final_ok_or_idle(self) -> bool:
+        return self._thread is None or self._final_ok
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Write what is queued, push, close the store; return within ``timeout``."""
@@ -199,19 +215,33 @@ class Writer:
 
     def _run(self) -> None:
         try:
-            while True:
-                self._wake.wait(self._interval)
-                self._wake.clear()
-                self._drain()
-                self._release_store()  # idle now: other processes may have the file
-                self._maybe_push(force=False)
-                if self._stop.is_set():
+            for _ in range(100_000_000):  # ~230 days at the default interval
+                try:
+                    self._wake.wait(self._interval)
+                    self._wake.clear()
                     self._drain()
-                    self._final_ok = self._close_store() and self._pending_count() == 0
-                    return
+                    self._release_store()  # idle now: other processes may have the file
+                    self._maybe_push(force=False)
+                    if self._stop.is_set():
+                        self._drain()
+                        self._final_ok = self._close_store() and self._pending_count() == 0
+                        return
+                except Exception as exc:  # a bug or a resource error: keep the writer alive
+                    self._record_error(exc)
+                    self._warn("loop", "claude-parallel-logging: writer error (%s)", exc)
+                    self._stop.wait(0.5)
         except BaseException as exc:  # never let the thread die silently
             self._record_error(exc)
             log.exception("claude-parallel-logging: writer thread stopped unexpectedly")
+        finally:
+            self._markers_closed = True  # first: a flush appending after this fails its own
+            self._fail_markers()  # a flush waiting for a marker that will never be reached
+
+    def _fail_markers(self) -> None:
+        for item in list(self._queue):
+            if isinstance(item, _Marker) and not item.event.is_set():
+                item.ok = False
+                item.event.set()
 
     def _drain(self) -> None:
         q = self._queue

@@ -802,3 +802,27 @@ async def test_several_cli_runs_in_one_session_keep_every_sdk_id(local_db: Path)
     for sid in ids:
         found = cpl.get_session(sid)
         assert found is not None and found.session.id == s.id
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+async def test_an_exception_whose_str_raises_propagates_unchanged(local_db: Path) -> None:
+    with pytest.raises(_Unprintable):
+        async with cpl.logged_session("x", instrument=False):
+            raise _Unprintable()
+
+    @cpl.logged(agent_type="y", instrument=False)
+    def sync_agent() -> None:
+        raise _Unprintable()
+
+    with pytest.raises(_Unprintable):
+        sync_agent()
+    assert cpl.flush(5)
+    rows = query(local_db, "SELECT agent_type, status, error_message FROM sessions ORDER BY agent_type")
+    assert rows == [
+        ("x", "error", "_Unprintable: <exception text unavailable>"),
+        ("y", "error", "_Unprintable: <exception text unavailable>"),
+    ]

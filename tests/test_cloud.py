@@ -267,3 +267,66 @@ def test_version_1_remote_is_upgraded_in_place(cloud: SyncServer, tmp_path: Path
     assert cloud.query("SELECT cost_usd FROM sessions WHERE id = 'new'") == [(0.5,)]
     columns = {r[1] for r in cloud.query("PRAGMA table_info(messages)")}
     assert {"external_id", "parent_tool_use_id", "metadata"} <= columns
+
+
+def test_replica_named_for_a_live_process_is_not_recovered(cloud: SyncServer, tmp_path: Path) -> None:
+    """Only replicas of dead processes are stale: one whose owner lives (it may be between
+    creating the file and locking it) is left alone, and recovered once the owner is gone."""
+    left = _leave_killed_replica(cloud, tmp_path)
+    owner = subprocess.Popen(["sleep", "60"])
+    try:
+        tag = left.name.split("-", 2)[2]  # w-<pid>-<rand>.db -> keep <rand>.db
+        live = left.with_name(f"w-{owner.pid}-{tag}")
+        for path in left.parent.glob(left.name + "*"):
+            path.rename(live.parent / path.name.replace(left.name, live.name))
+        cpl.configure(database_url=cloud.url, auth_token=SECRET_TOKEN, flush_interval=0.05)
+        lg = cpl.ConversationLogger()
+        lg.start_session(cpl.SessionInfo(id="next", agent_type="a", model="m"))
+        assert cpl.flush(10)
+        assert live.exists()
+        assert cloud.query("SELECT COUNT(*) FROM messages WHERE session_id='killed'") == [(0,)]
+    finally:
+        owner.kill()
+        owner.wait(5)
+    cpl.reset_configuration()  # a new client: its first event recovers the now-dead replica
+    cpl.configure(database_url=cloud.url, auth_token=SECRET_TOKEN, flush_interval=0.05)
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="later", agent_type="a", model="m"))
+    assert cpl.flush(10)
+    assert cloud.query("SELECT COUNT(*) FROM messages WHERE session_id='killed'") == [(50,)]
+    assert not live.exists()
+
+
+FORK_READER = """
+import os, sys, claude_parallel_logging as cpl
+cpl.configure(database_url=sys.argv[1], auth_token=sys.argv[2], flush_interval=0.02)
+lg = cpl.ConversationLogger()
+lg.start_session(cpl.SessionInfo(id="parent", agent_type="a", model="m"))
+assert cpl.flush(10)
+assert [s.id for s in cpl.list_sessions()] == ["parent"]  # the parent's read replica exists
+client = cpl.get_turso_client()
+parent_reader = client.reader().describe()["replica"]
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        child_reader = client.reader().describe()["replica"]
+        ok = child_reader != parent_reader and [s.id for s in cpl.list_sessions()] == ["parent"]
+        cpl.shutdown(5)  # the exit path: must not remove the parent's read replica
+        code = 0 if ok else 3
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert [s.id for s in cpl.list_sessions()] == ["parent"]  # the parent still reads
+print("ok", flush=True)
+"""
+
+
+def test_a_forked_child_reads_through_its_own_replica(cloud: SyncServer) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_READER, cloud.url, SECRET_TOKEN],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

@@ -292,3 +292,17 @@ def test_reading_from_a_black_hole_times_out(hole: BlackHole, tmp_path: Path) ->
             assert time.monotonic() - t0 < NETWORK_TIMEOUT + 1.5
         finally:
             conn.close()
+
+
+def test_queries_and_shutdown_against_a_black_hole_return_in_time(hole: BlackHole) -> None:
+    """The public read path (the first read creates the read replica) and shutdown are bounded
+    by the network timeout, whatever the remote does."""
+    configure(hole.url)
+    log_messages("r", 3)
+    t0 = time.monotonic()
+    with pytest.raises(cpl.DatabaseUnavailable):
+        cpl.list_sessions()
+    assert time.monotonic() - t0 < NETWORK_TIMEOUT * 4 + 2
+    t0 = time.monotonic()
+    assert cpl.shutdown(1.0) is False  # nothing could be pushed
+    assert time.monotonic() - t0 < 1.0 + 1.5

@@ -77,3 +77,31 @@ def test_token_never_in_repr() -> None:
     for text in (repr(cfg), str(cfg), repr(client), repr(get_settings())):
         assert SECRET_TOKEN not in text
         assert SECRET_TOKEN[:8] not in text
+
+
+def test_invalid_tuning_variables_are_ignored_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from claude_parallel_logging.config import get_settings
+
+    monkeypatch.setenv("CPL_BATCH_SIZE", "0")
+    monkeypatch.setenv("CPL_QUEUE_CAPACITY", "-5")
+    monkeypatch.setenv("CPL_SHUTDOWN_TIMEOUT", "nope")
+    monkeypatch.setenv("CPL_FLUSH_INTERVAL", "0.05")  # a valid one still applies
+    settings = get_settings()
+    get_settings()
+    assert (settings.batch_size, settings.queue_capacity, settings.shutdown_timeout) == (1000, 100_000, 5.0)
+    assert settings.flush_interval == 0.05
+    warned = [r.getMessage() for r in caplog.records if "ignoring CPL_" in r.getMessage()]
+    assert len(warned) == 3 and any("CPL_BATCH_SIZE='0'" in w for w in warned)
+    cpl.configure(database_url=str(tmp_path / "x.db"))  # and logging works with the defaults
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="s", agent_type="a"))
+    assert cpl.flush(5)
+
+
+def test_token_in_the_url_never_shown_by_repr() -> None:
+    cfg = cpl.TursoConfig("libsql://db.turso.io?authToken=eyJhbGciOi.hidden.part", "tok-123456")
+    text = repr(cfg) + repr(cpl.TursoClient(cfg))
+    assert "eyJ" not in text and "hidden" not in text and "tok-123456" not in text
+    assert "libsql://db.turso.io" in text

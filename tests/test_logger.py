@@ -237,7 +237,8 @@ def test_queue_full_drops_are_counted_never_block(
     assert st["dropped"] >= 80 and st["enqueued"] + st["dropped"] == 101
     drops = [r for r in caplog.records if "dropping log events" in r.getMessage()]
     assert len(drops) == 1  # warned once, not once per dropped event
-    assert cpl.flush(5)
+    assert cpl.flush(5) is False  # honest: events were dropped since the last flush
+    assert cpl.flush(5) is True  # ... and none since
     rows = query(db_path, "SELECT COUNT(*) FROM messages")[0][0]
     assert rows + 1 == cpl.stats()["written"]  # every accepted event was written
 
@@ -319,3 +320,29 @@ lg.end_session()
     run_python(code)
     assert query(db_path, "SELECT status FROM sessions") == [("completed",)]
     assert query(db_path, "SELECT COUNT(*) FROM messages") == [(500,)]
+
+
+def test_flush_after_shutdown_returns_at_once(db_path: Path) -> None:
+    """A logger of a client that was shut down (``configure()`` replaced it) may still flush:
+    it answers at once instead of waiting for a writer that is gone."""
+    client = cpl.TursoClient(cpl.TursoConfig(str(db_path)))
+    lg = cpl.ConversationLogger(client)
+    lg.start_session(cpl.SessionInfo(id="s", agent_type="a"))
+    lg.log_message("user", "hi")
+    assert client.shutdown(5)
+    t0 = time.monotonic()
+    assert client.flush(None) is True  # everything was written; no wait, no hang
+    lg.log_message("user", "after shutdown")  # dropped: the writer is closed
+    assert client.flush(2) is False  # ... and flush says so, at once
+    assert time.monotonic() - t0 < 0.5
+    assert query(db_path, "SELECT content FROM messages") == [("hi",)]
+
+
+def test_end_session_with_its_own_ended_at_for_backfills(local_db: Path) -> None:
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="old", agent_type="import", started_at=1_700_000_000.0))
+    lg.end_session("completed", ended_at=1_700_000_090.5, duration_ms=90_500)
+    assert cpl.flush(5)
+    assert query(local_db, "SELECT status, started_at, ended_at, duration_ms FROM sessions") == [
+        ("completed", "2023-11-14T22:13:20.000Z", "2023-11-14T22:14:50.500Z", 90_500)
+    ]

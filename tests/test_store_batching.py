@@ -34,8 +34,13 @@ def _random_ops(seed: int, count: int) -> list[Op]:
     sessions = [f"s{seed}-{k}" for k in range(3)]
     messages: list[str] = []
     tools: list[str] = []
-    for sid in sessions:
-        lg.start_session(SessionInfo(id=sid, agent_type="t", model=rnd.choice([None, "m1"])))
+    for k, sid in enumerate(sessions):
+        lg.start_session(
+            SessionInfo(
+                id=sid, agent_type="t", model=rnd.choice([None, "m1"]),
+                metadata=rnd.choice([None, {"first": k}]),
+            )
+        )  # fmt: skip
     for i in range(count):
         lg.session_id = rnd.choice(sessions)
         r = rnd.random()
@@ -82,6 +87,13 @@ def _random_ops(seed: int, count: int) -> list[Op]:
                 input=rnd.choice([None, {"again": i}]),
             )  # fmt: skip
             tools.append(tid)
+        elif r < 0.76:  # a session started again under its id: the first insert must win
+            lg.start_session(
+                SessionInfo(
+                    id=rnd.choice(sessions), agent_type=f"again-{i}",
+                    model=rnd.choice([None, f"m-{i}"]), metadata=rnd.choice([None, {"n": i}]),
+                )
+            )  # fmt: skip
         elif r < 0.88 and tools:
             lg.finish_tool_execution(
                 rnd.choice(tools[-4:]),
@@ -114,7 +126,7 @@ def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         conn.close()
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_grouped_batches_equal_one_by_one(tmp_path: Path, seed: int) -> None:
     ops = _random_ops(seed, 400)
     results = []

@@ -56,7 +56,10 @@ def _exit_status(exc: BaseException | str | None) -> tuple[str, str | None]:
         return "error", "interrupted (KeyboardInterrupt)"
     if isinstance(exc, GeneratorExit):
         return "error", "closed"
-    text = str(exc)
+    try:
+        text = str(exc)
+    except Exception:  # the agent's exception must propagate as it is, whatever its __str__ does
+        text = "<exception text unavailable>"
     return "error", f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -125,16 +128,20 @@ class LoggedSession:
             if self.ended:
                 return
             self.ended = True
-        status, message = _exit_status(outcome)
-        if status == "completed" and self._result_error is not None:
-            status, message = "error", self._result_error
-        extra: dict[str, Any] = {}
-        with self._lock:
-            durations = [
-                t["duration_ms"] for t in self._source_totals.values() if t.get("duration_ms")
-            ]
-        if durations:
-            extra["duration_ms"] = sum(durations)
+        try:
+            status, message = _exit_status(outcome)
+            if status == "completed" and self._result_error is not None:
+                status, message = "error", self._result_error
+            extra: dict[str, Any] = {}
+            with self._lock:
+                durations = [
+                    t["duration_ms"] for t in self._source_totals.values() if t.get("duration_ms")
+                ]
+            if durations:
+                extra["duration_ms"] = sum(durations)
+        except Exception:
+            log.debug("claude-parallel-logging: cannot describe the outcome", exc_info=True)
+            status, message, extra = "error", "unknown outcome", {}
         try:
             self.logger.end_session(status, message, **extra)
         except Exception:
