@@ -777,21 +777,28 @@ def _flush(client: TursoClient, timeout: float, bar: _Bar) -> bool:
     return bool(done and flushed)
 
 
+def _open_replica(client: Any, path: str) -> Any:
+    """Open a replica file as it is: no download (a replica of another process, to inspect
+    or push)."""
+    import turso.sync
+
+    return turso.sync.connect(
+        path,
+        client.config.url,
+        auth_token=client.config.auth_token,
+        bootstrap_if_empty=False,
+        isolation_level=None,
+    )
+
+
 def _probe_replica(client: TursoClient, path: str) -> tuple[str, int | None]:
     """``("in_use", None)`` while a live process holds the replica, ``("stale", changes not
     pushed or None)`` when it can be opened, ``("unreadable", None)`` otherwise."""
-    import turso.sync
 
     from .store import is_lock_error
 
     try:
-        conn = turso.sync.connect(
-            path,
-            client.config.url,
-            auth_token=client.config.auth_token,
-            bootstrap_if_empty=False,
-            isolation_level=None,
-        )
+        conn = _open_replica(client, path)
     except Exception as exc:
         return ("in_use" if is_lock_error(exc) else "unreadable"), None
     changes: int | None
@@ -1031,15 +1038,7 @@ def _doctor_cloud(client: TursoClient, check: Callable[[str, str, str], None]) -
     unknown = 0
     for path in writers:
         try:
-            import turso.sync
-
-            conn = turso.sync.connect(
-                path,
-                client.config.url,
-                auth_token=client.config.auth_token,
-                bootstrap_if_empty=False,
-                isolation_level=None,
-            )
+            conn = _open_replica(client, path)
         except Exception as exc:
             if is_lock_error(exc):
                 in_use += 1

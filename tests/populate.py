@@ -26,6 +26,13 @@ import claude_parallel_logging as cpl
 import claude_parallel_logging.logger as logger_module
 from claude_parallel_logging.serialize import iso_utc
 
+
+def local_client(path: Path | str) -> cpl.TursoClient:
+    """A client of its own on a local file (not the shared one), writing every 50 ms."""
+    config = cpl.TursoConfig(url=str(path))
+    return cpl.TursoClient(config, cpl.Settings(config=config, flush_interval=0.05))
+
+
 BASE_TIME = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 SPAN_DAYS = 10
 

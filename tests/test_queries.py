@@ -35,6 +35,7 @@ from tests.populate import (
     expected_tokens,
     expected_usage,
     generate,
+    local_client,
     newest_first,
     populate,
     write,
@@ -50,11 +51,6 @@ class Populated:
 
     def by_id(self) -> dict[str, GenSession]:
         return {s.id: s for s in self.sessions}
-
-
-def local_client(path: Path | str) -> cpl.TursoClient:
-    config = cpl.TursoConfig(url=str(path))
-    return cpl.TursoClient(config, cpl.Settings(config=config, flush_interval=0.05))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,14 @@ import pytest
 import claude_parallel_logging as cpl
 from claude_parallel_logging import queries as q
 from claude_parallel_logging.queries import InvalidCursor, LoggingNotConfigured
-from tests.populate import BASE_TIME, SPAN_DAYS, GenSession, newest_first, populate
+from tests.populate import (
+    BASE_TIME,
+    SPAN_DAYS,
+    GenSession,
+    local_client,
+    newest_first,
+    populate,
+)
 
 N = 120
 NOW = datetime.fromtimestamp(BASE_TIME + SPAN_DAYS * 86400, tz=timezone.utc)  # after the last
@@ -27,11 +34,6 @@ NOW = datetime.fromtimestamp(BASE_TIME + SPAN_DAYS * 86400, tz=timezone.utc)  # 
 class Populated:
     path: Path
     sessions: list[GenSession]
-
-
-def local_client(path: Path | str) -> cpl.TursoClient:
-    config = cpl.TursoConfig(url=str(path))
-    return cpl.TursoClient(config, cpl.Settings(config=config, flush_interval=0.05))
 
 
 @pytest.fixture(scope="module")
