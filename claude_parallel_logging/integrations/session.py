@@ -297,14 +297,23 @@ class LoggedSession:
         )
 
     def set_source_totals(self, source: Any, totals: dict[str, Any]) -> None:
-        """Totals reported by one stream source (a CLI process); the session holds their sum."""
+        """Totals reported by one stream source (a CLI process); the session holds their sum.
+
+        Called at every turn's result, on the agent's thread: the usual single source takes
+        the short path.
+        """
         with self._lock:
-            self._source_totals[source] = dict(totals)
-            summed: dict[str, Any] = {}
-            for key in TOTAL_KEYS:
-                values = [t[key] for t in self._source_totals.values() if t.get(key) is not None]
-                if values:
-                    summed[key] = round(sum(values), 10) if key == "cost_usd" else sum(values)
+            self._source_totals[source] = totals
+            every = list(self._source_totals.values())
+        summed: dict[str, Any] = {}
+        for key in TOTAL_KEYS:
+            if len(every) == 1:
+                total = totals.get(key)
+            else:
+                values = [v for v in (t.get(key) for t in every) if v is not None]
+                total = sum(values) if values else None
+            if total is not None:
+                summed[key] = round(total, 10) if key == "cost_usd" else total
         if summed:
             self.logger.update_session(**summed)
 
