@@ -677,7 +677,6 @@ class CloudStore(BaseStore):
         self._read_conn: Any = None
         self._read_lock = threading.Lock()
         self._stale_done = False
-        self.last_push: float | None = None
         # Push thread state.
         self._push_lock = threading.Lock()
         self._push_wanted = threading.Event()
@@ -895,7 +894,6 @@ class CloudStore(BaseStore):
                 if self._push_conn is None:
                     self._push_conn = self._open(self.path, bootstrap=False)
                 timed_push(self._push_conn, self.network_timeout)
-                self.last_push = time.time()
             except Exception as exc:
                 error = exc
                 self.last_error = exc
