@@ -367,6 +367,28 @@ def write(sessions: list[GenSession], client: cpl.TursoClient) -> None:
                 lg.end_session(s.status, s.error_message, **s.totals)
 
 
+@dataclass
+class Populated:
+    """A populated database file and the sessions generated into it: the expectations."""
+
+    path: Path
+    sessions: list[GenSession]
+
+    def by_id(self) -> dict[str, GenSession]:
+        return {s.id: s for s in self.sessions}
+
+
+def populated_database(directory: Path, n: int, seed: int = 5) -> Populated:
+    """``n`` generated sessions logged into ``directory/logs.db`` by a client of its own."""
+    path = directory / "logs.db"
+    client = local_client(path)
+    try:
+        sessions = populate(client, n, seed=seed)
+    finally:
+        assert client.shutdown(10)
+    return Populated(path, sessions)
+
+
 def populate(
     client: cpl.TursoClient, n: int = 300, seed: int = 5, prefix: str = "", timeout: float = 60
 ) -> list[GenSession]:

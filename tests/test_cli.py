@@ -22,32 +22,21 @@ from claude_parallel_logging.queries import get_session
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer, query
 from tests.populate import (
     GenSession,
+    Populated,
     expected_search,
     expected_tokens,
     expected_usage,
     newest_first,
     populate,
+    populated_database,
 )
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-@dataclass
-class Populated:
-    path: Path
-    sessions: list[GenSession]
-
-
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Populated:
-    path = tmp_path_factory.mktemp("cli") / "logs.db"
-    config = cpl.TursoConfig(url=str(path))
-    client = cpl.TursoClient(config, cpl.Settings(config=config, flush_interval=0.05))
-    try:
-        sessions = populate(client, 300, seed=7)
-    finally:
-        assert client.shutdown(10)
-    return Populated(path, sessions)
+    return populated_database(tmp_path_factory.mktemp("cli"), 300, seed=7)
 
 
 @dataclass
@@ -341,9 +330,7 @@ def test_show_exports_are_complete(populated: Populated, cli: Cli) -> None:
     # Each tool execution comes right after the message that asked for it.
     for i, (kind, rec) in enumerate(zip(kinds, records)):
         if kind == "tool_execution":
-            owner = next(
-                records[j] for j in range(i - 1, -1, -1) if kinds[j] == "message"
-            )
+            owner = next(records[j] for j in range(i - 1, -1, -1) if kinds[j] == "message")
             assert rec["message_id"] == owner["id"]
 
 

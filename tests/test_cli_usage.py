@@ -11,10 +11,16 @@ from typing import Any
 
 import pytest
 
-import claude_parallel_logging as cpl
 from claude_parallel_logging import queries as q
-from tests.populate import BASE_TIME, SPAN_DAYS, GenSession, newest_first, populate
-from tests.test_cli import Cli, Populated, Result, assert_one_line_error, run_cli
+from tests.populate import (
+    BASE_TIME,
+    SPAN_DAYS,
+    GenSession,
+    Populated,
+    newest_first,
+    populated_database,
+)
+from tests.test_cli import Cli, Result, assert_one_line_error, run_cli
 from tests.test_cli import cli as cli  # the fixture
 
 NOW = datetime.fromtimestamp(BASE_TIME + SPAN_DAYS * 86400, tz=timezone.utc)
@@ -23,14 +29,7 @@ HINT = re.compile(r"^More sessions: add --cursor (\S+)$")
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Populated:
-    path = tmp_path_factory.mktemp("cli-usage") / "logs.db"
-    config = cpl.TursoConfig(url=str(path))
-    client = cpl.TursoClient(config, cpl.Settings(config=config, flush_interval=0.05))
-    try:
-        sessions = populate(client, 120, seed=41)
-    finally:
-        assert client.shutdown(10)
-    return Populated(path, sessions)
+    return populated_database(tmp_path_factory.mktemp("cli-usage"), 120, seed=41)
 
 
 @pytest.fixture

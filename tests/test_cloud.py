@@ -105,19 +105,7 @@ time.sleep(60)
 def test_replica_of_killed_process_is_pushed_by_next_process(
     cloud: SyncServer, tmp_path: Path
 ) -> None:
-    cloud.stop()  # the child cannot push: its rows exist only in its replica
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_CHILD, cloud.url, SECRET_TOKEN],
-        env=env, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "written"
-    child.send_signal(signal.SIGKILL)
-    child.wait(10)
-    left = list((tmp_path / "replicas").rglob("w-*.db"))
-    assert len(left) == 1
-    cloud.start()
+    left = [_leave_killed_replica(cloud, tmp_path)]  # its rows exist only in its replica
     log_session("next", 1)  # the next process starts, pushes its own and the stale replica
     assert cpl.flush(15)
     assert cloud.query("SELECT COUNT(*) FROM messages WHERE session_id='killed'") == [(50,)]
@@ -144,6 +132,8 @@ def test_replica_of_killed_process_is_recovered_as_the_writer_starts(
 
 
 def _leave_killed_replica(cloud: SyncServer, tmp_path: Path) -> Path:
+    """A child logs with the server down (so it cannot push) and is SIGKILLed: its replica
+    is left with rows nowhere else. The server is up again on return."""
     cloud.stop()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(

@@ -11,7 +11,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tests.populate import (
     DECOY_TEXTS,
     SPECIAL_TEXTS,
     GenSession,
+    Populated,
     expected_search,
     expected_tokens,
     expected_usage,
@@ -38,30 +38,16 @@ from tests.populate import (
     local_client,
     newest_first,
     populate,
+    populated_database,
     write,
 )
 
 N_SESSIONS = 300
 
 
-@dataclass
-class Populated:
-    path: Path
-    sessions: list[GenSession]
-
-    def by_id(self) -> dict[str, GenSession]:
-        return {s.id: s for s in self.sessions}
-
-
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Populated:
-    path = tmp_path_factory.mktemp("queries") / "logs.db"
-    client = local_client(path)
-    try:
-        sessions = populate(client, N_SESSIONS)
-    finally:
-        assert client.shutdown(10)
-    return Populated(path, sessions)
+    return populated_database(tmp_path_factory.mktemp("queries"), N_SESSIONS, seed=5)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,30 +20,19 @@ from tests.populate import (
     BASE_TIME,
     SPAN_DAYS,
     GenSession,
+    Populated,
     local_client,
     newest_first,
-    populate,
+    populated_database,
 )
 
 N = 120
 NOW = datetime.fromtimestamp(BASE_TIME + SPAN_DAYS * 86400, tz=timezone.utc)  # after the last
 
 
-@dataclass
-class Populated:
-    path: Path
-    sessions: list[GenSession]
-
-
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Populated:
-    path = tmp_path_factory.mktemp("cursor") / "logs.db"
-    client = local_client(path)
-    try:
-        sessions = populate(client, N, seed=31)
-    finally:
-        assert client.shutdown(10)
-    return Populated(path, sessions)
+    return populated_database(tmp_path_factory.mktemp("cursor"), N, seed=31)
 
 
 @pytest.fixture
