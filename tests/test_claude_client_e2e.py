@@ -90,6 +90,21 @@ async def read_turn(client: ClaudeSDKClient, results: list[ResultMessage]) -> No
     await asyncio.wait_for(drain(), TIMEOUT)
 
 
+async def track_two_turns(
+    session: cpl.LoggedSession, client: ClaudeSDKClient, results: list[ResultMessage]
+) -> None:
+    """Ask both questions, each turn's response read through ``session.track()``."""
+    for prompt in ("first question", "second question"):
+        await client.query(prompt)
+
+        async def drain(p: str = prompt) -> None:
+            async for msg in session.track(client.receive_response(), prompt=p):
+                if isinstance(msg, ResultMessage):
+                    results.append(msg)
+
+        await asyncio.wait_for(drain(), TIMEOUT)
+
+
 async def test_track_receive_response_once_per_turn(
     local_db: Path, tmp_path: Path, not_instrumented: None
 ) -> None:
@@ -99,15 +114,7 @@ async def test_track_receive_response_once_per_turn(
     with ScriptedAnthropicServer(two_turn_script()) as server:
         async with cpl.logged_session("chat", instrument=False) as s:
             async with ClaudeSDKClient(scripted_claude_options(server, tmp_path)) as client:
-                for prompt in ("first question", "second question"):
-                    await client.query(prompt)
-
-                    async def drain(p: str = prompt) -> None:
-                        async for msg in s.track(client.receive_response(), prompt=p):
-                            if isinstance(msg, ResultMessage):
-                                results.append(msg)
-
-                    await asyncio.wait_for(drain(), TIMEOUT)
+                await track_two_turns(s, client, results)
     assert not is_instrumented()  # only track() logged this
     assert len(results) == 2
     assert results[-1].total_cost_usd == pytest.approx(cost(U1, U2, U3))
@@ -135,15 +142,7 @@ async def test_track_receive_response_with_instrumentation_logs_once(
         with ScriptedAnthropicServer(two_turn_script()) as server:
             async with cpl.logged_session("chat") as s:
                 async with ClaudeSDKClient(scripted_claude_options(server, tmp_path)) as client:
-                    for prompt in ("first question", "second question"):
-                        await client.query(prompt)
-
-                        async def drain(p: str = prompt) -> None:
-                            async for msg in s.track(client.receive_response(), prompt=p):
-                                if isinstance(msg, ResultMessage):
-                                    results.append(msg)
-
-                        await asyncio.wait_for(drain(), TIMEOUT)
+                    await track_two_turns(s, client, results)
     finally:
         cpl.uninstrument()
     assert cpl.flush(10)
