@@ -31,6 +31,7 @@ from .queries import (
     SessionDetail,
     SessionSummary,
     ToolExecutionRecord,
+    UsageRow,
     check_list_arguments,
     decode_cursor,
     get_session,
@@ -71,7 +72,8 @@ class Column:
 
     ``keep`` and ``right`` columns (ids, dates, statuses, numbers) are never wrapped or cut;
     ``shrink`` columns are cut with "…" down to that width (one line per row); columns with a
-    ``drop`` rank are hidden when even that does not fit, the highest rank first.
+    ``drop`` rank are hidden when even that does not fit, the highest rank first. A ``last``
+    column (a model name) is cut only when every ``drop`` column is hidden, and grows back first.
     """
 
     header: str
@@ -79,6 +81,7 @@ class Column:
     keep: bool = False  # ids, dates, statuses: never wrapped or cut
     shrink: int = 0  # > 0: free text, cut with "…" down to this many cells
     drop: int = 0  # > 0: may be hidden on a narrow terminal, highest rank first
+    last: bool = False  # shrink: cut only once nothing else can give way
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ def fit_columns(
 ) -> tuple[Layout, list[list[str]]]:
     """Choose the columns and widths of a table ``width`` cells wide (``overhead(n)``: cells the
     table's own gaps take for ``n`` columns). First long ids give way to their ``compact``
-    forms, then ``drop`` columns are hidden; what is left over widens ``shrink`` columns."""
+    forms, then ``drop`` columns are hidden, then ``last`` columns are cut; what is left over
+    widens ``shrink`` columns, ``last`` ones first."""
     from rich.cells import cell_len
 
     rows = [list(r) for r in texts]
@@ -108,8 +112,12 @@ def fit_columns(
     def natural(i: int) -> int:
         return max([cell_len(columns[i].header), *(cell_len(r[i]) for r in rows)])
 
+    cut_last = False  # whether ``last`` columns may be cut yet
+
     def minimum(i: int) -> int:
         col = columns[i]
+        if col.last and not cut_last:
+            return natural(i)
         return min(natural(i), col.shrink) if col.shrink else natural(i)
 
     visible = list(range(len(columns)))
@@ -133,8 +141,14 @@ def fit_columns(
         gone = max(ranked, key=lambda i: (columns[i].drop, i))
         visible.remove(gone)
         hidden.append(columns[gone].header)
+    cut_last = need() > width
     widths = {i: minimum(i) for i in visible}
     extra = width - need()
+    for i in visible:  # ``last`` columns grow back first
+        if columns[i].last and extra > 0:
+            add = min(natural(i) - widths[i], extra)
+            widths[i] += add
+            extra -= add
     growing = [i for i in visible if columns[i].shrink and widths[i] < natural(i)]
     for _ in range(width + 1):
         if extra <= 0 or not growing:
@@ -382,6 +396,22 @@ def as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+# Token figures look the same in every table: input, output, and the cache (read + write)
+# apart, never one sum that mixes them.
+TOKEN_COLUMNS = (
+    Column("TOK IN", right=True, drop=2),
+    Column("TOK OUT", right=True, drop=4),
+    Column("CACHE R+W", right=True, drop=7),
+)
+
+
+def token_cells(r: SessionSummary | UsageRow) -> list[str]:
+    """The cells of ``TOKEN_COLUMNS``."""
+    read, write = r.cache_read_tokens, r.cache_creation_tokens
+    cache = None if read is None and write is None else (read or 0) + (write or 0)
+    return [fmt_int(r.input_tokens), fmt_int(r.output_tokens), fmt_int(cache)]
+
+
 def _status(status: str) -> Cell:
     return (status, _STATUS_STYLE.get(status))
 
@@ -498,13 +528,14 @@ def cmd_sessions(args: argparse.Namespace, out: Output) -> int:
         Column("ID", keep=True),
         Column("STARTED (UTC)", keep=True),
         Column("AGENT", shrink=6),
-        Column("MODEL", shrink=6),
+        Column("MODEL", shrink=6, last=True),
         Column("STATUS", keep=True),
-        Column("MSGS", right=True, drop=6),
-        Column("TOOLS", right=True, drop=5),
-        Column("TOKENS", right=True, drop=2),
-        Column("COST", right=True, drop=3),
-        Column("DURATION", right=True, drop=4),
+        Column("MSGS", right=True, drop=9),
+        Column("TOOLS", right=True, drop=8),
+        *TOKEN_COLUMNS,
+        Column("COST", right=True, drop=1),
+        Column("WALL TIME", right=True, drop=5),
+        Column("AGENT TIME", right=True, drop=6),
     ]
     rows = [
         [
@@ -517,9 +548,10 @@ def cmd_sessions(args: argparse.Namespace, out: Output) -> int:
             f"{s.tool_count} ({s.tool_error_count} err)"
             if s.tool_error_count
             else str(s.tool_count),
-            fmt_int(s.total_tokens),
+            *token_cells(s),
             fmt_cost(s.cost_usd),
-            fmt_ms(s.duration_ms),
+            fmt_ms(s.wall_duration_ms),
+            fmt_ms(s.agent_duration_ms),
         ]
         for s in page
     ]
@@ -546,7 +578,7 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
         )
     fmt = "json" if args.json else args.format
     if fmt == "text" and args.output is None:
-        for text, style in transcript_lines(detail, args.max_chars):
+        for text, style in transcript_lines(detail, args.max_chars, args.all, args.metadata):
             out.line(text, style)
         return EXIT_OK
     if fmt == "json":
@@ -558,7 +590,8 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
     elif fmt == "markdown":
         body = transcript_markdown(detail)
     else:
-        body = "".join(t + "\n" for t, _ in transcript_lines(detail, args.max_chars))
+        lines = transcript_lines(detail, args.max_chars, args.all, args.metadata)
+        body = "".join(t + "\n" for t, _ in lines)
     if args.output is None:
         out.write_raw(body)
         return EXIT_OK
@@ -638,14 +671,14 @@ def cmd_stats(args: argparse.Namespace, out: Output) -> int:
         Column("SUCCESS", right=True),
         Column("ERRORS", right=True, drop=7),
         Column("RUNNING", right=True, drop=9),
-        Column("TOK IN", right=True, drop=1),
-        Column("TOK OUT", right=True, drop=4),
-        Column("CACHE", right=True, drop=8),
+        *TOKEN_COLUMNS,
         Column("COST", right=True),
         Column("TOOLS", right=True, drop=6),
         Column("TOOL ERR", right=True, drop=2),
         Column("P50 TOOL", right=True, drop=5),
         Column("P95 TOOL", right=True, drop=3),
+        Column("P50 WALL", right=True, drop=10),
+        Column("P50 AGENT", right=True, drop=11),
     ]
     table = [
         [
@@ -654,14 +687,14 @@ def cmd_stats(args: argparse.Namespace, out: Output) -> int:
             fmt_pct(r.success_rate),
             fmt_int(r.errors),
             fmt_int(r.running),
-            fmt_int(r.input_tokens),
-            fmt_int(r.output_tokens),
-            fmt_int(r.cache_read_tokens + r.cache_creation_tokens),
+            *token_cells(r),
             fmt_cost(r.cost_usd),
             fmt_int(r.tool_calls),
             fmt_pct(r.tool_error_rate),
             fmt_ms(r.p50_tool_ms),
             fmt_ms(r.p95_tool_ms),
+            fmt_ms(r.p50_wall_ms),
+            fmt_ms(r.p50_agent_ms),
         ]
         for r in rows
     ]
@@ -1212,6 +1245,10 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="text (default), or an export: markdown, jsonl")  # fmt: skip
     p.add_argument("--max-chars", type=_non_negative, default=DEFAULT_MAX_CHARS,
                    help=f"cut long texts in the text view (default {DEFAULT_MAX_CHARS}; 0: never)")  # fmt: skip
+    p.add_argument("--all", action="store_true",
+                   help="every row, also tool results shown with their calls and status rows")  # fmt: skip
+    p.add_argument("--metadata", action="store_true",
+                   help="the session's whole metadata (tool lists, SDK ids, ...)")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(handler=cmd_show)
 
@@ -1314,7 +1351,55 @@ def _timeline(
         yield None, loose
 
 
-def _header_lines(s: SessionSummary) -> list[tuple[str, str | None]]:
+# Session metadata the integrations record; every other key is the caller's own.
+_RECORDED_METADATA = frozenset(
+    {
+        "cwd", "tools", "permission_mode", "claude_code_version", "api_key_source",
+        "mcp_servers", "agents", "sdk_session_ids", "title", "directory", "opencode",
+        "opencode_sessions",
+    }
+)  # fmt: skip
+_SHOWN_METADATA = ("cwd", "directory", "title", "permission_mode", "claude_code_version")
+
+
+def _metadata_lines(meta: Any, everything: bool) -> list[tuple[str, str | None]]:
+    """What a reader needs of the session's metadata: working directory, agent version,
+    permission mode and the caller's own fields; the rest (tool lists, SDK ids, ...) is folded
+    unless ``everything``."""
+    if not meta:
+        return []
+    if everything or not isinstance(meta, dict):
+        pretty = json.dumps(meta, ensure_ascii=False, indent=2, default=str)
+        return [(x, "dim") for x in _indent(pretty, "  metadata: ")]
+    opencode = meta.get("opencode")
+    opencode = opencode if isinstance(opencode, dict) else {}
+    cwd = meta.get("cwd") or meta.get("directory")
+    version = None
+    if meta.get("claude_code_version"):
+        version = f"claude-code {meta['claude_code_version']}"
+    elif opencode.get("version"):
+        version = f"opencode {opencode['version']}"
+    known = [
+        ("cwd", cwd),
+        ("version", version),
+        ("permission mode", meta.get("permission_mode")),
+        ("title", meta.get("title")),
+    ]
+    lines: list[tuple[str, str | None]] = []
+    shown = "   ".join(f"{name}: {as_text(value)}" for name, value in known if value)
+    if shown:
+        lines.append((f"  {shown}", "dim"))
+    own = {k: v for k, v in meta.items() if k not in _RECORDED_METADATA}
+    if own:
+        text = ", ".join(f"{k}: {as_text(v)}" for k, v in own.items())
+        lines.append((f"  metadata: {text}", "dim"))
+    folded = [k for k in meta if k in _RECORDED_METADATA and k not in _SHOWN_METADATA]
+    if folded:
+        lines.append((f"  (more metadata: {', '.join(folded)}; --metadata shows it)", "dim"))
+    return lines
+
+
+def _header_lines(s: SessionSummary, metadata: bool = False) -> list[tuple[str, str | None]]:
     lines: list[tuple[str, str | None]] = [(f"Session {s.id}", "bold")]
     if s.external_id:
         lines.append((f"  SDK session: {s.external_id}", None))
@@ -1326,14 +1411,18 @@ def _header_lines(s: SessionSummary) -> list[tuple[str, str | None]]:
     lines.append(
         (
             f"  started: {fmt_time(s.started_at, ms=True)} UTC   ended:"
-            f" {fmt_time(s.ended_at, ms=True)}{' UTC' if s.ended_at else ''}"
-            f"   duration: {fmt_ms(s.duration_ms)}",
+            f" {fmt_time(s.ended_at, ms=True)}{' UTC' if s.ended_at else ''}",
             None,
         )
     )
-    if s.metadata:
-        lines.append((f"  metadata: {as_text(s.metadata)}", "dim"))
-    return lines
+    lines.append(
+        (
+            f"  wall time: {fmt_ms(s.wall_duration_ms)} (ended - started)"
+            f"   agent-reported time: {fmt_ms(s.agent_duration_ms)}",
+            None,
+        )
+    )
+    return lines + _metadata_lines(s.metadata, metadata)
 
 
 def _count(n: int, noun: str) -> str:
@@ -1360,9 +1449,11 @@ def totals_line(s: SessionSummary) -> str:
     if s.cost_usd is not None:
         parts.append(f"cost {fmt_cost(s.cost_usd)}")
     if s.num_turns is not None:
-        parts.append(f"{s.num_turns} turns")
-    if s.duration_ms is not None:
-        parts.append(f"duration {fmt_ms(s.duration_ms)}")
+        parts.append(_count(s.num_turns, "turn"))
+    if s.wall_duration_ms is not None:
+        parts.append(f"wall time {fmt_ms(s.wall_duration_ms)}")
+    if s.agent_duration_ms is not None:
+        parts.append(f"agent-reported time {fmt_ms(s.agent_duration_ms)}")
     return "Totals: " + "; ".join(parts)
 
 
@@ -1390,25 +1481,104 @@ def _tool_lines(
     return lines
 
 
-def transcript_lines(detail: SessionDetail, limit: int) -> list[tuple[str, str | None]]:
-    """The readable transcript: header, each message with its tool calls, then totals."""
-    lines = _header_lines(detail.session)
+# Fields of a system row's payload that only identify it.
+_SYSTEM_IDS = frozenset({"type", "subtype", "session_id", "uuid"})
+_BOOKKEEPING_STATUS = ("requesting", None)  # the CLI calling the API: no news for a reader
+
+
+def _system_fields(m: MessageRecord) -> dict[str, Any] | None:
+    """The fields worth reading of an SDK system message's payload (``status: compacting``,
+    ``compact_result: failed``); ``None`` for any other row."""
+    meta = m.metadata if isinstance(m.metadata, dict) else {}
+    if m.role != "system" or meta.get("type") != "SystemMessage":
+        return None
+    data = meta.get("data")
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k not in _SYSTEM_IDS and v not in (None, "", [], {})}
+
+
+def _bookkeeping(m: MessageRecord) -> bool:
+    """A ``status`` row that only says the CLI is calling the API (or nothing at all)."""
+    fields = _system_fields(m)
+    return (
+        fields is not None
+        and m.content == "status"
+        and set(fields) <= {"status"}
+        and fields.get("status") in _BOOKKEEPING_STATUS
+    )
+
+
+def _step_usage(m: MessageRecord) -> str | None:
+    """An assistant row without text or tool call that carries usage (an OpenCode step's
+    figures): its one-line summary, else ``None``."""
+    if m.role != "assistant" or m.content or m.tool_name or m.tool_input is not None:
+        return None
+    if m.input_tokens is None and m.output_tokens is None:
+        return None
+    meta = m.metadata if isinstance(m.metadata, dict) else {}
+    bits = [_token_pair(m)]
+    for key, label in (("cache_read_tokens", "cache read"), ("cache_write_tokens", "cache write")):
+        if isinstance(meta.get(key), int) and meta[key]:
+            bits.append(f"{fmt_int(meta[key])} {label}")
+    text = "step usage: " + ", ".join(bits)
+    if isinstance(meta.get("cost_usd"), (int, float)):
+        text += f"; cost {fmt_cost(meta['cost_usd'])}"
+    if meta.get("finish"):
+        text += f"; finish: {as_text(meta['finish'])}"
+    return text
+
+
+def _token_pair(m: MessageRecord) -> str:
+    """``100 in / 20 out``; an output count not final yet is not shown as a figure."""
+    if m.output_tokens is None:
+        return f"{fmt_int(m.input_tokens)} in / out: n/a (partial)"
+    return f"{fmt_int(m.input_tokens)} in / {fmt_int(m.output_tokens)} out"
+
+
+def transcript_lines(
+    detail: SessionDetail, limit: int, everything: bool = False, metadata: bool = False
+) -> list[tuple[str, str | None]]:
+    """The readable transcript: header, each message with its tool calls, then totals.
+
+    Rows that add nothing are folded unless ``everything``: a tool result already shown under
+    its tool call, and system rows of pure bookkeeping; their number is said at the end."""
+    lines = _header_lines(detail.session, metadata)
     outputs: set[str] = set()
+    repeats = statuses = 0
     for m, tools in _timeline(detail):
+        if m is not None and not everything:
+            if m.role == "tool" and m.content and m.content in outputs:
+                repeats += 1
+                continue
+            if _bookkeeping(m):
+                statuses += 1
+                continue
         lines.append(("", None))
         if m is not None:
-            bits = [f"#{m.sequence} {m.role}", fmt_time(m.created_at)]
+            usage = _step_usage(m)
+            fields = _system_fields(m)
+            title = f"#{m.sequence} {m.role}"
+            if fields is not None and m.content:  # an SDK system message: its subtype
+                title += f": {m.content}"
+            bits = [title, fmt_time(m.created_at)]
             if m.model:
                 bits.append(m.model)
-            if m.input_tokens is not None or m.output_tokens is not None:
-                bits.append(f"{fmt_int(m.input_tokens)} in / {fmt_int(m.output_tokens)} out")
+            if usage is not None:
+                bits.append(usage)
+            elif m.input_tokens is not None or m.output_tokens is not None:
+                bits.append(_token_pair(m))
             if m.parent_tool_use_id:
                 bits.append(f"inside {m.parent_tool_use_id}")
-            lines.append((" | ".join(bits), "bold cyan" if m.role == "user" else "bold"))
+            style = "dim" if usage is not None else "bold cyan" if m.role == "user" else "bold"
+            lines.append((" | ".join(bits), style))
             if m.role == "tool" and m.content and m.content in outputs:
                 name = f" {m.tool_name}" if m.tool_name else ""
                 lines.append((f"  (result of{name}: the tool output shown above)", "dim"))
-            elif m.content:
+            elif fields:
+                text = ", ".join(f"{k}: {as_text(v)}" for k, v in fields.items())
+                lines += [(x, None) for x in _indent(clip(text, limit), "  ")]
+            elif m.content and fields is None:
                 lines += [(x, None) for x in _indent(clip(m.content, limit), "  ")]
             if m.tool_name and m.tool_input is not None:
                 call = f"  -> {m.tool_name} "
@@ -1417,6 +1587,13 @@ def transcript_lines(detail: SessionDetail, limit: int) -> list[tuple[str, str |
             lines += _tool_lines(t, limit, m.tool_input if m is not None else None)
             outputs.update(x for x in (t.output, t.error) if x)
     lines.append(("", None))
+    if repeats or statuses:
+        calls = "its tool call" if repeats == 1 else "their tool calls"
+        kinds = [f"{_count(repeats, 'tool result')} shown with {calls}"] if repeats else []
+        if statuses:
+            kinds.append(_count(statuses, "status row") + " (requesting)")
+        note = f"({_count(repeats + statuses, 'row')} not shown: {', '.join(kinds)}; --all shows"
+        lines.append((note + " every row)", "dim"))
     lines.append((totals_line(detail.session), "bold"))
     return lines
 
@@ -1438,7 +1615,9 @@ def transcript_markdown(detail: SessionDetail) -> str:
         ("SDK session", s.external_id), ("agent", s.agent_type), ("model", s.model),
         ("provider", s.provider), ("status", s.status), ("error", s.error_message),
         ("started (UTC)", fmt_time(s.started_at, ms=True)),
-        ("ended (UTC)", fmt_time(s.ended_at, ms=True)), ("duration", fmt_ms(s.duration_ms)),
+        ("ended (UTC)", fmt_time(s.ended_at, ms=True)),
+        ("wall time", fmt_ms(s.wall_duration_ms)),
+        ("agent-reported time", fmt_ms(s.agent_duration_ms)),
         ("cost", fmt_cost(s.cost_usd)),
         ("tokens", f"{fmt_int(s.input_tokens)} in, {fmt_int(s.output_tokens)} out,"
                    f" {fmt_int(s.cache_read_tokens)} cache read,"

@@ -89,7 +89,13 @@ class DatabaseUnavailable(RuntimeError):
 class SessionSummary:
     """One session with its totals. Tokens fall back to the sum over its messages when the session
     itself has none yet (still running, or an agent that reports tokens per message only);
-    ``result`` rows are left out of that sum since they repeat the turn's totals."""
+    ``result`` rows are left out of that sum since they repeat the turn's totals.
+
+    Two durations, which differ: ``wall_duration_ms`` is ``ended_at - started_at`` (the session's
+    wall time; ``None`` while running) and ``agent_duration_ms`` the duration the agent reported
+    (the Claude CLI's ``duration_ms``, summed over turns; for an agent that reports none, the
+    logger's own measure of the session). ``duration_ms`` is kept for compatibility: the agent's
+    figure when there is one, else the wall time. ``cost_usd`` is rounded to 1e-9 dollars."""
 
     id: str
     agent_type: str
@@ -111,10 +117,17 @@ class SessionSummary:
     cost_usd: float | None
     duration_ms: int | None
     num_turns: int | None
+    agent_duration_ms: int | None = None
+
+    @property
+    def wall_duration_ms(self) -> int | None:
+        """``ended_at - started_at`` in milliseconds; ``None`` while the session runs."""
+        return _duration(self.started_at, self.ended_at)
 
     @property
     def total_tokens(self) -> int | None:
-        """Every token the model read or wrote, cache included; ``None`` when none is known."""
+        """Every token the model read or wrote: input + output + cache read + cache write;
+        ``None`` when none is known."""
         parts = (
             self.input_tokens,
             self.output_tokens,
@@ -125,7 +138,11 @@ class SessionSummary:
         return sum(known) if known else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "total_tokens": self.total_tokens}
+        return {
+            **asdict(self),
+            "wall_duration_ms": self.wall_duration_ms,
+            "total_tokens": self.total_tokens,
+        }
 
 
 class SessionPage(list[SessionSummary]):
@@ -225,7 +242,10 @@ WHERE_SESSION_ERROR = "session.error_message"
 @dataclass(frozen=True)
 class UsageRow:
     """Figures for one group. Rates count finished sessions and tools only (not ``running``);
-    percentiles interpolate linearly between ranks, over tools with a known duration."""
+    percentiles interpolate linearly between ranks, over tools (sessions) with a known duration.
+    ``cost_usd`` is summed in whole nano-dollars, so it is the exact decimal sum (no float noise).
+    Session durations: ``p50_wall_ms`` over ``ended_at - started_at`` of finished sessions,
+    ``p50_agent_ms`` over the durations the agents reported (see ``SessionSummary``)."""
 
     group: str
     sessions: int
@@ -243,9 +263,12 @@ class UsageRow:
     tool_error_rate: float | None
     p50_tool_ms: float | None
     p95_tool_ms: float | None
+    p50_wall_ms: float | None = None
+    p50_agent_ms: float | None = None
 
     @property
     def total_tokens(self) -> int:
+        """Input + output + cache read + cache write."""
         return (
             self.input_tokens
             + self.output_tokens
@@ -764,6 +787,17 @@ def _duration(start: str | None, end: str | None) -> int | None:
     return max(0, round((b - a).total_seconds() * 1000))
 
 
+_NANO = 1_000_000_000
+
+
+def _dollars(value: Any) -> float | None:
+    """A stored cost as the decimal it stands for: sums of float costs (``0.0003 + 0.000225``)
+    carry noise (``0.0005250000000000001``); rounded to whole nano-dollars they do not."""
+    if value is None:
+        return None
+    return round(float(value) * _NANO) / _NANO
+
+
 def _summaries(conn: Any, rows: Sequence[Sequence[Any]]) -> list[SessionSummary]:
     """Session rows (``_SESSION_COLS`` order) plus message and tool totals, in three queries."""
     ids = [str(r[0]) for r in rows]
@@ -809,9 +843,10 @@ def _summaries(conn: Any, rows: Sequence[Sequence[Any]]) -> list[SessionSummary]
                 output_tokens=r[11] if r[11] is not None else m_out,
                 cache_read_tokens=r[12],
                 cache_creation_tokens=r[13],
-                cost_usd=r[14],
+                cost_usd=_dollars(r[14]),
                 duration_ms=r[15] if r[15] is not None else _duration(r[5], r[6]),
                 num_turns=r[16],
+                agent_duration_ms=r[15],
             )
         )
     return out
@@ -1352,7 +1387,8 @@ def usage_summary(
         " SUM(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN s.status = 'running' THEN 1 ELSE 0 END),"
         f" {msum('input_tokens')}, {msum('output_tokens')},"
-        " SUM(s.cache_read_tokens), SUM(s.cache_creation_tokens), TOTAL(s.cost_usd)"
+        " SUM(s.cache_read_tokens), SUM(s.cache_creation_tokens),"
+        f" SUM(CAST(ROUND(s.cost_usd * {_NANO}) AS INTEGER))"
         f" FROM sessions s {where} GROUP BY k ORDER BY k"
     )
     tool_sql = (
@@ -1365,6 +1401,10 @@ def usage_summary(
     duration_sql = (
         f"SELECT {key} AS k, t.duration_ms FROM tool_executions t"
         f" JOIN sessions s ON s.id = t.session_id WHERE {dur_where}"
+    )
+    span_sql = (
+        f"SELECT {key} AS k, s.started_at, s.ended_at, s.duration_ms FROM sessions s"
+        f" WHERE {' AND '.join([*clauses, 's.ended_at IS NOT NULL'])}"
     )
     with _reading(client) as conn:
         if conn is None:
@@ -1379,6 +1419,19 @@ def usage_summary(
                 break
             for k, ms in chunk:
                 durations.setdefault(k, []).append(float(ms))
+        walls: dict[Any, list[float]] = {}
+        agents: dict[Any, list[float]] = {}
+        cur = conn.execute(span_sql, tuple(params))
+        for _ in range(100_000_000):
+            chunk = cur.fetchmany(5000)
+            if not chunk:
+                break
+            for k, started, ended, reported in chunk:
+                wall = _duration(started, ended)
+                if wall is not None:
+                    walls.setdefault(k, []).append(float(wall))
+                if reported is not None:
+                    agents.setdefault(k, []).append(float(reported))
     out: list[UsageRow] = []
     for k, n, done, err, running, itok, otok, cread, ccreate, cost in session_rows:
         _, tools, tools_running, tool_err = tool_rows.get(k, (k, 0, 0, 0))
@@ -1397,12 +1450,14 @@ def usage_summary(
                 output_tokens=int(otok or 0),
                 cache_read_tokens=int(cread or 0),
                 cache_creation_tokens=int(ccreate or 0),
-                cost_usd=float(cost or 0.0),
+                cost_usd=int(cost or 0) / _NANO,
                 tool_calls=int(tools),
                 tool_errors=int(tool_err or 0),
                 tool_error_rate=(int(tool_err or 0) / tools_finished) if tools_finished else None,
                 p50_tool_ms=_percentile(ds, 0.5),
                 p95_tool_ms=_percentile(ds, 0.95),
+                p50_wall_ms=_percentile(sorted(walls.get(k, [])), 0.5),
+                p50_agent_ms=_percentile(sorted(agents.get(k, [])), 0.5),
             )
         )
     return out

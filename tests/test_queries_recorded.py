@@ -267,13 +267,17 @@ def test_cli_on_recorded_sessions(mixed: Mixed, capsys: pytest.CaptureFixture[st
     (tool,) = [line for line in lines if line.startswith("    tool Bash: completed, ")]
     assert re.fullmatch(r"    tool Bash: completed, \d+ ms  \[toolu_\w+\]", tool), tool
     assert f"output ({len(rec.tool_outputs[0]):,} chars): {rec.tool_outputs[0]}" in out
+    folded = re.fullmatch(r"\((\d+) rows? not shown: .*; --all shows every row\)", lines[-2])
+    rows = sum(1 for line in lines if line.startswith("#")) + int(folded.group(1) if folded else 0)
     assert lines[-1] == (
-        f"Totals: {sum(1 for line in lines if line.startswith('#'))} messages; 1 tool call;"
+        f"Totals: {rows} messages; 1 tool call;"
         f" tokens {fmt_int(rec.input_tokens)} in, {fmt_int(rec.output_tokens)} out,"
         f" {fmt_int(rec.cache_read_tokens)} cache read,"
         f" {fmt_int(rec.cache_creation_tokens)} cache write; cost {fmt_cost(rec.cost_usd)};"
-        f" 2 turns; duration {lines[-1].rsplit('duration ', 1)[1]}"
+        f" 2 turns; wall time {lines[-1].rsplit('wall time ', 1)[1]}"
     )
+    code, out, err = cli(capsys, *db, "show", rec.external_id, "--all")
+    assert sum(1 for line in out.splitlines() if line.startswith("#")) == rows
 
     oc = mixed.named("opencode", "tool_bash")
     code, out, err = cli(capsys, *db, "show", oc.external_id, "--format", "markdown")
