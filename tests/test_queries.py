@@ -484,14 +484,21 @@ def test_percentiles_one_and_none(tmp_path: Path) -> None:
 # ----- empty, errors, configuration -------------------------------------------------------------
 
 
-def test_missing_file_reads_as_empty_and_is_not_created(tmp_path: Path) -> None:
+def test_missing_file_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    """As in ``cpl``: an empty result would hide a typo in the path (issue 11, item 9)."""
     path = tmp_path / "sub" / "never.db"
     c = local_client(path)
     try:
-        assert q.list_sessions(client=c) == [] and q.list_sessions(client=c).next_cursor is None
-        assert q.get_session("x", client=c) is None
-        assert q.search_sessions("x", client=c) == []
-        assert q.usage_summary("day", client=c) == []
+        for read in (
+            lambda: q.list_sessions(client=c),
+            lambda: q.get_session("x", client=c),
+            lambda: q.search_sessions("x", client=c),
+            lambda: q.usage_summary("day", client=c),
+            lambda: list(q.iter_sessions(client=c)),
+        ):
+            with pytest.raises(cpl.DatabaseUnavailable, match=r"database file .*never\.db does not exist"):
+                read()
+        assert q.short_ids(["abc"], client=c) == {"abc": "abc"}  # a display helper: ids as given
         assert not path.exists() and not path.parent.exists()
     finally:
         c.shutdown(5)
