@@ -119,3 +119,7 @@ def print_next_steps(database: Path, session_id: str) -> None:
     )
     for command, what in steps:
         print(f"  {cpl_cmd} {command}\n      {what}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
