@@ -906,7 +906,7 @@ def _progress(out: Output, enabled: bool) -> Iterator[_Bar]:
 
 def cmd_doctor(args: argparse.Namespace, out: Output) -> int:
     client = resolve_client(args, without_token=True)
-    if client is get_turso_client():
+    if client.config.auth_token or not client.config.is_remote:  # the shared client
         return _doctor(args, out, client)
     try:  # a private client (a remote URL without a token): close its read replica
         return _doctor(args, out, client)
