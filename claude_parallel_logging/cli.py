@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any, NoReturn, TypeVar
 
 from .client import TursoClient, get_turso_client
-from .config import TursoConfig, configure, mask_secret
+from .config import TursoConfig, configure, database_url_problem, mask_secret
 from .queries import (
     GROUP_BY_CHOICES,
     MIN_PREFIX_LENGTH,
@@ -36,6 +36,7 @@ from .queries import (
     decode_cursor,
     get_session,
     list_sessions,
+    missing_file_message,
     needs_snapshot,
     parse_time,
     search_sessions,
@@ -449,8 +450,11 @@ def _secrets(args: argparse.Namespace | None, argv: Sequence[str]) -> list[str]:
     return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
 
 
-def resolve_client(args: argparse.Namespace) -> TursoClient:
-    """Apply ``--database``/``--auth-token``/``--replica-dir`` (over the environment)."""
+def resolve_client(args: argparse.Namespace, *, without_token: bool = False) -> TursoClient:
+    """Apply ``--database``/``--auth-token``/``--replica-dir`` (over the environment).
+
+    ``without_token``: a remote URL without a token still gets a (private) client, for
+    ``doctor`` to check everything and report the missing token as the failure."""
     overrides: dict[str, Any] = {}
     if _given(args, "database") is not None:
         overrides["database_url"] = args.database or None
@@ -460,6 +464,14 @@ def resolve_client(args: argparse.Namespace) -> TursoClient:
         overrides["replica_dir"] = args.replica_dir
     url = overrides.get("database_url", os.environ.get("TURSO_DATABASE_URL") or None)
     token = overrides.get("auth_token", os.environ.get("TURSO_AUTH_TOKEN") or None)
+    problem = database_url_problem(url) if url else None
+    if problem is not None:
+        source = "--database" if "database_url" in overrides else "TURSO_DATABASE_URL"
+        raise UsageError(f"{source}: {problem}")
+    if url and TursoConfig(url=url).is_remote and not token and without_token:
+        if overrides:
+            configure(**overrides)
+        return TursoClient(TursoConfig(url=url.strip()))
     if url and TursoConfig(url=url).is_remote and not token:
         raise CliError(
             f"{url.split('?', 1)[0]} is a remote database but no auth token was given:"
@@ -483,7 +495,7 @@ def _require_readable(client: TursoClient) -> None:
     try:
         os.stat(path)
     except FileNotFoundError:
-        raise CliError(f"database file {path} does not exist") from None
+        raise CliError(missing_file_message(path)) from None
     except PermissionError:
         raise CliError(
             f"cannot access database file {path}: permission denied on a parent directory"
@@ -515,7 +527,7 @@ def cmd_sessions(args: argparse.Namespace, out: Output) -> int:
         model=args.model,
         since=args.since,
         until=args.until,
-        cursor=args.cursor,
+        cursor=args.cursor or "",  # "": the first page (None would mean past the last one)
         client=client,
     )
     if args.json:
@@ -926,7 +938,16 @@ def _progress(out: Output, enabled: bool) -> Iterator[_Bar]:
 
 
 def cmd_doctor(args: argparse.Namespace, out: Output) -> int:
-    client = resolve_client(args)
+    client = resolve_client(args, without_token=True)
+    if client.config.auth_token or not client.config.is_remote:  # the shared client
+        return _doctor(args, out, client)
+    try:  # a private client (a remote URL without a token): close its read replica
+        return _doctor(args, out, client)
+    finally:
+        client.shutdown(5)
+
+
+def _doctor(args: argparse.Namespace, out: Output, client: TursoClient) -> int:
     checks: list[dict[str, str]] = []
 
     def check(name: str, status: str, detail: str) -> None:
@@ -937,7 +958,8 @@ def cmd_doctor(args: argparse.Namespace, out: Output) -> int:
     check("database", "ok", f"{_where(client)} (from {source})")
     check("mode", "ok", "cloud (Turso remote)" if cfg.is_remote else "local file")
     check("auth token", "ok" if cfg.auth_token or not cfg.is_remote else "fail",
-          mask_secret(cfg.auth_token))  # fmt: skip
+          mask_secret(cfg.auth_token) if cfg.auth_token or not cfg.is_remote else
+          "none: a remote database needs one (pass --auth-token or set TURSO_AUTH_TOKEN)")  # fmt: skip
     check("versions", "ok", _versions())
     if cfg.is_remote:
         _doctor_cloud(client, check)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -17,6 +18,22 @@ from typing import Any
 log = logging.getLogger("claude_parallel_logging")
 
 REMOTE_SCHEMES = ("libsql://", "https://", "http://", "turso://", "wss://", "ws://")
+ACCEPTED_FORMS = "a file path, file:PATH, libsql://, https:// or http://"
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot name a database (an unknown scheme such as ``foo://``), or ``None``.
+
+    Anything without ``scheme://`` is a file path: a typo'd scheme must not become a file."""
+    match = _SCHEME.match(url.strip())
+    if match is None or url.strip().startswith(("file:", *REMOTE_SCHEMES)):
+        return None
+    return (
+        f"unknown database URL scheme {match.group(1)!r} in {_redact_url(url.strip())!r}:"
+        f" use {ACCEPTED_FORMS}"
+    )
+
 
 Redactor = Callable[[str], str]
 
@@ -155,6 +172,13 @@ def _validate(given: dict[str, Any]) -> None:
     for key in ("batch_size", "queue_capacity", "max_payload_chars"):
         if key in given and not (isinstance(given[key], int) and given[key] >= 1):
             raise ValueError(f"{key} must be a positive integer, got {given[key]!r}")
+    url = given.get("database_url")
+    if url is not None:
+        if not isinstance(url, str):
+            raise TypeError(f"database_url must be a string, got {type(url).__name__}")
+        problem = database_url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
     if "redact" in given and given["redact"] is not None and not callable(given["redact"]):
         raise TypeError("redact must be a callable taking and returning a string")
 
@@ -175,6 +199,9 @@ def get_turso_config() -> TursoConfig | None:
     if not url:
         return None
     url = str(url).strip()
+    if database_url_problem(url) is not None:  # only the environment can hold one
+        _warn_env_once("TURSO_DATABASE_URL", f"{database_url_problem(url)}; logging is off")
+        return None
     cfg = TursoConfig(url=url, auth_token=token)
     if cfg.is_remote and not token:
         if not _warned_missing_token:
@@ -189,6 +216,33 @@ def get_turso_config() -> TursoConfig | None:
 
 
 _warned_env: set[str] = set()
+
+
+def configuration_problem() -> str:
+    """Why logging is off, in one line: what to set (the reason ``get_turso_config`` is None)."""
+    with _lock:
+        url = _overrides.get("database_url", _UNSET)
+        token = _overrides.get("auth_token", _UNSET)
+    url_from = "configure(database_url=...)"
+    if url is _UNSET:
+        url, url_from = os.environ.get("TURSO_DATABASE_URL") or None, "TURSO_DATABASE_URL"
+    if token is _UNSET:
+        token = os.environ.get("TURSO_AUTH_TOKEN") or None
+    if url:
+        url = str(url).strip()
+        problem = database_url_problem(url)
+        if problem is not None:
+            return f"{url_from}: {problem}"
+        if TursoConfig(url=url).is_remote and not token:
+            return (
+                f"{_redact_url(url)} ({url_from}) is a remote database but no auth token is"
+                " set: set TURSO_AUTH_TOKEN or call configure(auth_token=...)"
+            )
+    return (
+        "no database is configured: set TURSO_DATABASE_URL (and TURSO_AUTH_TOKEN for a"
+        " remote database), call configure(database_url=...), or pass client=...;"
+        " on the command line pass --database PATH_OR_URL"
+    )
 
 
 def _warn_env_once(env: str, message: str) -> None:

@@ -178,6 +178,19 @@ class ConversationLogger:
     def ended(self) -> bool:
         return self._state.ended
 
+    def messages_logged(self) -> int | None:
+        """How many messages this session has logged so far (``None`` if it cannot tell).
+
+        Read from the sequence counter's repr (``count(N)``), which does not consume a number:
+        ``log_message`` stays a bare ``next()``, with no extra bookkeeping on the hot path."""
+        text = repr(self._seq)
+        if text.startswith("count(") and text.endswith(")"):
+            try:
+                return int(text[6:-1]) - 1
+            except ValueError:
+                return None
+        return None
+
     # ----- messages ---------------------------------------------------------------------------
 
     def log_message(

@@ -16,7 +16,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -38,10 +38,12 @@ __all__ = [
     "ToolExecutionRecord",
     "UsageRow",
     "aget_session",
+    "aiter_sessions",
     "alist_sessions",
     "asearch_sessions",
     "ausage_summary",
     "get_session",
+    "iter_sessions",
     "list_sessions",
     "parse_time",
     "sdk_session_ids",
@@ -210,7 +212,9 @@ class SessionDetail:
 class SearchHit:
     """A matching session, with the first place it matched (see ``WHERE_*``) and text around it.
 
-    For a JSON column the snippet starts with the key path of the value that matched."""
+    For a JSON column the snippet starts with the key path of the value that matched. A hit is
+    also usable as the session it found: ``hit.id``, ``hit.agent_type``, ``hit.total_tokens``
+    and every other :class:`SessionSummary` attribute read through to ``hit.session``."""
 
     session: SessionSummary
     where: str
@@ -218,6 +222,16 @@ class SearchHit:
     sequence: int | None = None
     role: str | None = None
     tool_name: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names the hit itself lacks; private and dunder names are not the
+        # session's (copy/pickle probe them before ``session`` is set).
+        if name.startswith("_") or name not in _SUMMARY_ATTRS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(object.__getattribute__(self, "session"), name)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *_SUMMARY_ATTRS})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,6 +243,8 @@ class SearchHit:
             "tool_name": self.tool_name,
         }
 
+
+_SUMMARY_ATTRS = frozenset({*SessionSummary.__dataclass_fields__, "total_tokens"})
 
 WHERE_MESSAGE = "message.content"
 WHERE_MESSAGE_TOOL_INPUT = "message.tool_input"
@@ -286,7 +302,9 @@ class UsageRow:
 def _resolve(client: TursoClient | None) -> TursoClient:
     resolved = client if client is not None else get_turso_client()
     if resolved is None:
-        raise LoggingNotConfigured()
+        from .config import configuration_problem
+
+        raise LoggingNotConfigured(configuration_problem())
     return resolved
 
 
@@ -297,18 +315,22 @@ def _where_label(client: TursoClient) -> str:
 
 
 @contextmanager
-def _reading(client: TursoClient | None) -> Iterator[Any | None]:
-    """A connection, or ``None`` when there is nothing to read yet (no file, empty remote).
+def _reading(client: TursoClient | None, *, missing_ok: bool = False) -> Iterator[Any | None]:
+    """A connection, or ``None`` when there is nothing to read yet (an empty file or remote).
 
-    A missing local file is not created: a typo in a path must not leave databases around. A
-    file this user may read but not write (another user's file, a read-only mount) is read from
-    a private snapshot copy: pyturso opens every database read-write and has no read-only mode.
+    A missing local file is not created (a typo in a path must not leave databases around) and
+    is an error, as in ``cpl``: an empty result would hide the typo (``missing_ok``: ``None``).
+    A file this user may read but not write (another user's file, a read-only mount) is read
+    from a private snapshot copy: pyturso opens every database read-write and has no read-only
+    mode.
     """
     resolved = _resolve(client)
     store = resolved.reader()
     if store.mode == "local":
         path = resolved.config.local_path
         if not _exists(path):
+            if not missing_ok:
+                raise DatabaseUnavailable(missing_file_message(path))
             yield None
             return
         if os.path.isdir(path):
@@ -339,6 +361,14 @@ def _open_read(store: Any, label: str) -> Iterator[Any | None]:
             raise
     else:
         ctx.__exit__(None, None, None)
+
+
+def missing_file_message(path: str) -> str:
+    """The one-line error for a local database file that does not exist (API and CLI)."""
+    return (
+        f"database file {path} does not exist (check the path; it is created when the first"
+        " session is logged into it)"
+    )
 
 
 def _exists(path: str) -> bool:
@@ -855,6 +885,12 @@ def _summaries(conn: Any, rows: Sequence[Sequence[Any]]) -> list[SessionSummary]
 # ----- list -------------------------------------------------------------------------------------
 
 
+# ``cursor`` left out: the first page. ``cursor=None`` is what the last page's ``next_cursor``
+# holds, so it means "nothing more" (an empty page): ``list_sessions(cursor=page.next_cursor)``
+# in a loop ends instead of starting over with every session.
+_FIRST_PAGE: Any = object()
+
+
 def list_sessions(
     limit: int = 50,
     agent_type: Filter = None,
@@ -862,7 +898,7 @@ def list_sessions(
     model: Filter = None,
     since: TimeLike | None = None,
     until: TimeLike | None = None,
-    cursor: str | None = None,
+    cursor: str | None = _FIRST_PAGE,
     *,
     client: TursoClient | None = None,
 ) -> SessionPage:
@@ -876,9 +912,18 @@ def list_sessions(
     counts as the same), else :class:`InvalidCursor` (a ``ValueError``) is raised: "the cursor
     belongs to a query with other filters". An older cursor (made before cursors kept their
     filters) is still accepted: with it, the filters given apply, as they did then.
+
+    Leave ``cursor`` out (or pass ``""``) for the first page; ``cursor=None``, the last page's
+    ``next_cursor``, returns an empty page (after checking the other arguments), so paging with
+    ``list_sessions(cursor=page.next_cursor)`` stops. :func:`iter_sessions` pages for you.
     """
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    if cursor is None:  # past the last page
+        _page_query(agent_type, status, model, since, until, None)
+        return SessionPage()
+    if cursor is _FIRST_PAGE:
+        cursor = None
     query, after = _page_query(agent_type, status, model, since, until, cursor)
     clauses, params = _filters("s", query.agent_type, query.status, query.model)
     for bound, op in ((query.since, ">="), (query.until, "<")):
@@ -903,6 +948,30 @@ def list_sessions(
         last = summaries[-1]
         next_cursor = _encode_cursor(last.started_at, last.id, query)
     return SessionPage(summaries, next_cursor)
+
+
+_ITER_PAGE_SIZE = 200
+
+
+def iter_sessions(
+    agent_type: Filter = None,
+    status: Filter = None,
+    model: Filter = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    *,
+    page_size: int = _ITER_PAGE_SIZE,
+    client: TursoClient | None = None,
+) -> Iterator[SessionSummary]:
+    """Every session the filters select, newest first, read ``page_size`` at a time (the same
+    keyset pages as ``list_sessions``: sessions that arrive meanwhile never repeat or shift
+    rows). Arguments are checked, and the first page read, on the first ``next()``."""
+    page = list_sessions(page_size, agent_type, status, model, since, until, client=client)
+    for _ in range(100_000_000):  # bounded: each page moves strictly past the previous one
+        yield from page
+        if page.next_cursor is None:
+            return
+        page = list_sessions(page_size, cursor=page.next_cursor, client=client)
 
 
 # ----- one session ------------------------------------------------------------------------------
@@ -1047,7 +1116,7 @@ def short_ids(
     themselves."""
     ids = [str(i) for i in session_ids]
     out = {i: i for i in ids}
-    with _reading(client) as conn:
+    with _reading(client, missing_ok=True) as conn:
         if conn is None:
             return out
         for sid in ids:
@@ -1473,7 +1542,7 @@ async def alist_sessions(
     model: Filter = None,
     since: TimeLike | None = None,
     until: TimeLike | None = None,
-    cursor: str | None = None,
+    cursor: str | None = _FIRST_PAGE,
     *,
     client: TursoClient | None = None,
 ) -> SessionPage:
@@ -1481,6 +1550,26 @@ async def alist_sessions(
     return await asyncio.to_thread(
         list_sessions, limit, agent_type, status, model, since, until, cursor, client=client
     )
+
+
+async def aiter_sessions(
+    agent_type: Filter = None,
+    status: Filter = None,
+    model: Filter = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    *,
+    page_size: int = _ITER_PAGE_SIZE,
+    client: TursoClient | None = None,
+) -> AsyncIterator[SessionSummary]:
+    """``iter_sessions`` for ``async for``: each page is read in a worker thread."""
+    page = await alist_sessions(page_size, agent_type, status, model, since, until, client=client)
+    for _ in range(100_000_000):
+        for summary in page:
+            yield summary
+        if page.next_cursor is None:
+            return
+        page = await alist_sessions(page_size, cursor=page.next_cursor, client=client)
 
 
 async def aget_session(

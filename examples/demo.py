@@ -88,7 +88,37 @@ def main() -> int:
 
     from claude_parallel_logging.cli import main as cli_main
 
-    return cli_main(["--database", args.database, "show", session_id])
+    code = cli_main(["--database", args.database, "show", session_id])
+    if code == 0:
+        print_next_steps(Path(args.database), session_id)
+    return code
+
+
+def print_next_steps(database: Path, session_id: str) -> None:
+    """The commands to browse what was logged: ``./dev cpl`` runs the ``cpl`` of ``.venv``
+    (from the repository's root, which is where ``./dev`` runs, so paths are relative to it)."""
+    import shlex
+
+    repo = Path(__file__).resolve().parent.parent
+    resolved = database.resolve()
+    try:
+        shown = str(resolved.relative_to(repo))
+    except ValueError:
+        shown = str(resolved)
+    dev = "./dev" if Path.cwd().resolve() == repo else str(repo / "dev")
+    cpl_cmd = f"{shlex.quote(dev)} cpl --database {shlex.quote(shown)}"
+    steps = (
+        ("sessions", "every session, newest first"),
+        (f"show {session_id}", "this transcript (--format markdown exports it)"),
+        ("search 'Python files'", "sessions containing a text"),
+        ("stats --group-by model", "tokens, cost, success rate per model"),
+    )
+    print(
+        "\nNext steps: browse what was logged (./dev cpl runs .venv/bin/cpl; with"
+        " TURSO_DATABASE_URL set, --database can go):"
+    )
+    for command, what in steps:
+        print(f"  {cpl_cmd} {command}\n      {what}")
 
 
 if __name__ == "__main__":

@@ -85,3 +85,50 @@ def test_demo_refuses_the_real_api_without_a_key(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "ANTHROPIC_API_KEY" in proc.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_demo_ends_with_next_steps_that_run_as_printed(tmp_path: Path) -> None:
+    """After the transcript, the demo prints the `./dev cpl` commands to browse the database
+    (issue 11, item 16); each runs as printed, from the repository's root."""
+    import shlex
+
+    db = tmp_path / "agent-logs.db"
+    proc = run_demo("--database", str(db))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    match = re.search(r"logged session (\S+) into", proc.stdout)
+    assert match is not None
+    sid = match.group(1)
+    tail = proc.stdout[proc.stdout.index("Next steps: browse what was logged") :]
+    commands = [line.strip() for line in tail.splitlines() if line.startswith("  ./dev cpl")]
+    prefix = f"./dev cpl --database {shlex.quote(str(db))}"
+    assert [c.split(" ", 4)[-1] for c in commands] == [
+        "sessions", f"show {sid}", "search 'Python files'", "stats --group-by model",
+    ]  # fmt: skip
+    assert all(c.startswith(prefix + " ") for c in commands)
+    outputs = []
+    for command in commands:
+        done = subprocess.run(
+            shlex.split(command), cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        outputs.append(done.stdout)
+    listed, shown, found, stats = outputs
+    assert sid[:8] in listed and "implementation" in listed
+    assert f"Session {sid}" in shown and "status: completed" in shown
+    assert sid[:8] in found
+    assert "claude-sonnet-4-5" in stats
+
+
+def test_dev_cpl_runs_the_venv_cli(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["./dev", "cpl", "--database", str(tmp_path / "none.db"), "sessions"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"cpl: error: database file {tmp_path / 'none.db'} does not exist (check the path;"
+        " it is created when the first session is logged into it)"
+    )

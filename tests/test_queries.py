@@ -165,7 +165,7 @@ def test_pagination_walks_everything_once(populated: Populated, client: cpl.Turs
     expected = [s.id for s in newest_first(populated.sessions)]
     for limit in (1, 7, 50, 300, 1000):
         seen: list[str] = []
-        cursor = None
+        cursor: str | None = ""  # the first page ("" or left out; None is past the last page)
         for _ in range(400):
             page = q.list_sessions(limit=limit, cursor=cursor, client=client)
             seen += [s.id for s in page]
@@ -484,14 +484,21 @@ def test_percentiles_one_and_none(tmp_path: Path) -> None:
 # ----- empty, errors, configuration -------------------------------------------------------------
 
 
-def test_missing_file_reads_as_empty_and_is_not_created(tmp_path: Path) -> None:
+def test_missing_file_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    """As in ``cpl``: an empty result would hide a typo in the path (issue 11, item 9)."""
     path = tmp_path / "sub" / "never.db"
     c = local_client(path)
     try:
-        assert q.list_sessions(client=c) == [] and q.list_sessions(client=c).next_cursor is None
-        assert q.get_session("x", client=c) is None
-        assert q.search_sessions("x", client=c) == []
-        assert q.usage_summary("day", client=c) == []
+        for read in (
+            lambda: q.list_sessions(client=c),
+            lambda: q.get_session("x", client=c),
+            lambda: q.search_sessions("x", client=c),
+            lambda: q.usage_summary("day", client=c),
+            lambda: list(q.iter_sessions(client=c)),
+        ):
+            with pytest.raises(cpl.DatabaseUnavailable, match=r"database file .*never\.db does not exist"):
+                read()
+        assert q.short_ids(["abc"], client=c) == {"abc": "abc"}  # a display helper: ids as given
         assert not path.exists() and not path.parent.exists()
     finally:
         c.shutdown(5)
@@ -541,7 +548,8 @@ def test_sees_other_processes_writes_in_local_mode(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     c = local_client(path)
     try:
-        assert q.list_sessions(client=c) == []
+        with pytest.raises(q.DatabaseUnavailable, match="does not exist"):  # not written yet
+            q.list_sessions(client=c)
         run_python(
             "import claude_parallel_logging as cpl, sys\n"
             f"cpl.configure(database_url={str(path)!r})\n"

@@ -8,8 +8,11 @@ import collections
 import contextvars
 import functools
 import inspect
+import json
 import logging
+import reprlib
 import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -97,6 +100,7 @@ class LoggedSession:
         # whichever sees it first (query() starts lazily; ClaudeSDKClient.query() does not).
         self._tracked_prompts: collections.deque[str] = collections.deque(maxlen=32)
         self._sdk_prompts: collections.deque[str] = collections.deque(maxlen=32)
+        self.call: LoggedCall | None = None  # set by ``@logged``: recorded if nothing else is
         self.ended = False
 
     # ----- lifecycle --------------------------------------------------------------------------
@@ -128,6 +132,12 @@ class LoggedSession:
             if self.ended:
                 return
             self.ended = True
+        call, self.call = self.call, None
+        if call is not None:
+            try:
+                call.record(self)
+            except Exception:
+                log.debug("claude-parallel-logging: cannot log the decorated call", exc_info=True)
         try:
             status, message = _exit_status(outcome)
             if status == "completed" and self._result_error is not None:
@@ -373,15 +383,21 @@ def logged(
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kw: Any) -> Any:
-                async with new():
-                    return await fn(*args, **kw)
+                async with new() as session:
+                    session.call = call = LoggedCall(fn, args, kw)
+                    result = await fn(*args, **kw)
+                    call.returned(result)
+                    return result
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def sync_wrapper(*args: Any, **kw: Any) -> Any:
-            with new():
-                return fn(*args, **kw)
+            with new() as session:
+                session.call = call = LoggedCall(fn, args, kw)
+                result = fn(*args, **kw)
+                call.returned(result)
+                return result
 
         return sync_wrapper  # type: ignore[return-value]
 
@@ -408,6 +424,7 @@ def _generator_wrapper(
     @functools.wraps(fn)
     async def agen_wrapper(*args: Any, **kw: Any) -> AsyncGenerator[Any, Any]:
         session = new()
+        session.call = LoggedCall(fn, args, kw)  # its input; a generator returns nothing
         token = _current.set(session)
         try:
             session.start()
@@ -415,6 +432,11 @@ def _generator_wrapper(
         finally:
             _restore(token)
         outcome: BaseException | str | None = None
+        # A CancelledError thrown in while the generator waits at ``yield`` did not interrupt the
+        # agent: the consumer stopped. That is how an unfinished generator's ``aclose()`` ends
+        # when ``asyncio.run`` returns right after a ``break`` (the loop cancels the pending
+        # close task): it ends ``completed``, like ``aclose()`` itself.
+        stopped: BaseException | None = None
         try:
             sent: Any = None
             thrown: BaseException | None = None
@@ -443,16 +465,81 @@ def _generator_wrapper(
                     raise
                 except BaseException as exc:  # athrow(): pass it on to the agent's generator
                     thrown = exc
+                    if isinstance(exc, asyncio.CancelledError):
+                        stopped = exc
         except GeneratorExit:
             outcome = None
             raise
         except BaseException as exc:
-            outcome = exc
+            outcome = None if exc is stopped else exc
             raise
         finally:
             session.end(outcome)
 
     return agen_wrapper
+
+
+_NO_RESULT: Any = object()
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 6, 100, 100, 100
+_REPR.maxset, _REPR.maxstring, _REPR.maxother = 100, 100_000, 10_000
+
+
+class LoggedCall:
+    """A ``@logged`` call: its arguments and return value, kept (not converted) until the
+    session ends, and logged only when the body logged no message itself (a custom agent
+    without SDK calls); otherwise the SDK calls' own prompts and answers are the transcript."""
+
+    __slots__ = ("args", "fn", "kwargs", "result", "started")
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.result: Any = _NO_RESULT
+        self.started = time.time()
+
+    def returned(self, result: Any) -> None:
+        self.result = result
+
+    def record(self, session: LoggedSession) -> None:
+        logger = session.logger
+        if not logger.enabled or logger.messages_logged() != 0:
+            return
+        logger.log_message(
+            "user",
+            self.prompt(),
+            created_at=self.started,
+            metadata={"logged_call": getattr(self.fn, "__qualname__", repr(self.fn))},
+        )
+        if self.result is not _NO_RESULT and self.result is not None:
+            logger.log_message("assistant", _text(self.result), metadata={"logged_call": "return"})
+
+    def prompt(self) -> str:
+        """A ``prompt`` argument that is a string, else the first string argument, else the
+        arguments as JSON (their repr when they are not JSON)."""
+        try:
+            bound = inspect.signature(self.fn).bind_partial(*self.args, **self.kwargs).arguments
+        except (TypeError, ValueError):  # no signature, or a call the body rejected
+            bound = {**{f"arg{i}": a for i, a in enumerate(self.args)}, **self.kwargs}
+        if isinstance(bound.get("prompt"), str):
+            return str(bound["prompt"])
+        for value in bound.values():
+            if isinstance(value, str):
+                return value
+        return _text({k: v for k, v in bound.items() if k not in ("self", "cls")})
+
+
+def _text(value: Any) -> str:
+    """A value as message text: a string as it is, else JSON, else a bounded repr."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=_REPR.repr)
+    except (TypeError, ValueError, RecursionError):
+        return _REPR.repr(value)
 
 
 class PromptLog:

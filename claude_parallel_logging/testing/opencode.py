@@ -27,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .binaries import find_npm_binary, missing_binary_message
+
 __all__ = [
     "DEFAULT_COST",
     "MAIN_MODEL",
@@ -70,18 +72,13 @@ OFFLINE_ENV: Mapping[str, str] = {
 }
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def opencode_bin() -> Path:
-    """The opencode binary: ``$CPL_OPENCODE_BIN`` or the repo's ``.tools`` install."""
-    env = os.environ.get("CPL_OPENCODE_BIN")
-    path = Path(env) if env else _repo_root() / ".tools" / "node_modules" / ".bin" / "opencode"
-    if not path.exists():
+    """The opencode binary: ``$CPL_OPENCODE_BIN``, ``PATH``, ``node_modules/.bin`` of the
+    working directory or a parent (``npm install opencode-ai``), or the repo's ``.tools``."""
+    path = find_npm_binary("opencode", "CPL_OPENCODE_BIN", (".bin/opencode",))
+    if path is None or not path.exists():
         raise FileNotFoundError(
-            f"opencode binary not found at {path}; run `./dev setup` (npm install in .tools) "
-            "or set CPL_OPENCODE_BIN"
+            missing_binary_message("opencode", "CPL_OPENCODE_BIN", "opencode-ai", path)
         )
     return path
 
@@ -499,7 +496,7 @@ class OpencodeServer:
             return self
         binary = self.binary or opencode_bin()
         if not binary.exists():
-            raise FileNotFoundError(f"opencode binary not found at {binary}")
+            raise FileNotFoundError(missing_binary_message("opencode", "binary=", "", binary))
         root = Path(tempfile.mkdtemp(prefix="cpl-opencode-"))
         self.root = root
         for sub in ("home", "project", "xdg/config", "xdg/data", "xdg/cache", "xdg/state"):

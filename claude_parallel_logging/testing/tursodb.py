@@ -3,7 +3,7 @@
 ``tursodb`` comes from the npm package ``turso``; it serves the same sync protocol as Turso Cloud,
 so cloud mode can be tested (and benchmarked) without a network or an account::
 
-    with TursoSyncServer(find_tursodb(), tmp / "server.db", tmp / "tursodb.log") as server:
+    with TursoSyncServer(tursodb_bin(), tmp / "server.db", tmp / "tursodb.log") as server:
         configure(database_url=server.url, auth_token="any-token")
         ...
         assert server.query("SELECT COUNT(*) FROM sessions") == [(1,)]
@@ -12,7 +12,6 @@ so cloud mode can be tested (and benchmarked) without a network or an account::
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -20,19 +19,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .binaries import find_npm_binary, missing_binary_message
+
+_TURSODB_PATHS = ("@tursodatabase/cli-*/tursodb",)  # the npm package ``turso`` installs it here
+
 
 def find_tursodb(project_root: Path | None = None) -> str | None:
-    """``$CPL_TURSODB_BIN``, else ``.tools/node_modules``' copy below ``project_root``, else PATH."""
-    env = os.environ.get("CPL_TURSODB_BIN")
-    if env and os.path.exists(env):
-        return env
-    if project_root is not None:
-        pattern = "cli-*/tursodb"
-        for p in sorted(
-            (project_root / ".tools" / "node_modules" / "@tursodatabase").glob(pattern)
-        ):
-            return str(p)
-    return shutil.which("tursodb")
+    """``$CPL_TURSODB_BIN``; else ``tursodb`` on ``PATH``; else the copy ``npm install turso``
+    put in ``node_modules`` of the working directory or a parent; else in ``.tools`` of
+    ``project_root`` or of this repository (``./dev setup``). ``None`` when there is none."""
+    roots = (project_root,) if project_root is not None else ()
+    found = find_npm_binary(
+        "tursodb", "CPL_TURSODB_BIN", _TURSODB_PATHS, roots, skip_missing_env=True
+    )
+    return None if found is None else str(found)
+
+
+def tursodb_bin(project_root: Path | None = None) -> str:
+    """:func:`find_tursodb`, or ``FileNotFoundError`` saying how to install it."""
+    found = find_tursodb(project_root)
+    if found is None:
+        raise FileNotFoundError(missing_binary_message("tursodb", "CPL_TURSODB_BIN", "turso", None))
+    return found
 
 
 def free_port() -> int:
