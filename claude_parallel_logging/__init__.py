@@ -6,15 +6,13 @@ the database. See README.md for the set-up and the guarantees.
 
 from .client import TursoClient, aflush, flush, get_turso_client, shutdown, stats
 from .config import Settings, TursoConfig, configure, get_turso_config, reset_configuration
+from .errors import DatabaseUnavailable, InvalidCursor, LoggingNotConfigured, SchemaVersionError
 from .integrations.instrument import instrument, uninstrument
 from .integrations.opencode import OpencodeMonitor, monitor_opencode
 from .integrations.session import LoggedSession, current_session, logged, logged_session
 from .logger import ConversationLogger, SessionInfo
 from .queries import (
     MIN_PREFIX_LENGTH,
-    DatabaseUnavailable,
-    InvalidCursor,
-    LoggingNotConfigured,
     MessageRecord,
     SearchHit,
     SessionDetail,
@@ -33,7 +31,7 @@ from .queries import (
     search_sessions,
     usage_summary,
 )
-from .schema import SCHEMA_VERSION, SchemaVersionError, initialize_schema
+from .schema import SCHEMA_VERSION, initialize_schema
 
 __all__ = [
     "MIN_PREFIX_LENGTH",

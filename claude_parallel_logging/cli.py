@@ -21,6 +21,7 @@ from typing import IO, Any, NoReturn, TypeVar
 
 from .client import TursoClient, get_turso_client
 from .config import TursoConfig, configure, database_url_problem, mask_secret
+from .errors import SchemaVersionError
 from .queries import (
     GROUP_BY_CHOICES,
     MIN_PREFIX_LENGTH,
@@ -44,7 +45,7 @@ from .queries import (
     snapshot,
     usage_summary,
 )
-from .schema import SCHEMA_VERSION, SchemaVersionError, current_version
+from .schema import SCHEMA_VERSION, current_version
 
 PROG = "cpl"
 EXIT_OK = 0

@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal
 
 from .client import TursoClient, get_turso_client
+from .errors import DatabaseUnavailable, InvalidCursor, LoggingNotConfigured
 from .schema import current_version
 
 __all__ = [
@@ -61,27 +62,6 @@ SNIPPET_CONTEXT = 60
 MIN_PREFIX_LENGTH = 6  # shorter prefixes of our ids are not looked up (too likely to be ambiguous)
 _PREFIX_MIN = MIN_PREFIX_LENGTH
 _RESULT_ROLE = "result"  # the Claude SDK's end-of-turn summary: its tokens repeat the turn's
-
-
-class LoggingNotConfigured(RuntimeError):
-    """No database is configured, so there is nothing to read."""
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(
-            message
-            or "no database is configured: set TURSO_DATABASE_URL (and TURSO_AUTH_TOKEN for a"
-            " remote database), call configure(database_url=...), or pass client=...;"
-            " on the command line pass --database PATH_OR_URL"
-        )
-
-
-class InvalidCursor(ValueError):
-    """A ``cursor`` that ``list_sessions`` did not make, or one given with other filters than
-    the query it belongs to."""
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database exists in the configuration but cannot be opened or reached."""
 
 
 # ----- records ----------------------------------------------------------------------------------

@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import SchemaVersionError
+
 SCHEMA_VERSION = 3
-
-
-class SchemaVersionError(RuntimeError):
-    """The database was written by a newer version of this package: we must not write to it."""
 
 
 @dataclass(frozen=True)

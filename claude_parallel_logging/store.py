@@ -22,8 +22,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from .config import Settings, TursoConfig
+from .errors import SchemaVersionError, StoreBusy
 from .remote import remote_schema_version, timed_pull, timed_push
-from .schema import SCHEMA_VERSION, SchemaVersionError, migrate
+from .schema import SCHEMA_VERSION, migrate
 from .serialize import (
     REDACT_MARGIN,
     build_redactor,
@@ -97,10 +98,6 @@ _SHORT_LIMIT = 4096
 
 _HOLD_SECONDS = 0.1  # local mode: the longest one connection (the file lock) is kept busy
 _RETRY_CAP = 0.02  # local mode: the longest wait between two attempts to open a locked file
-
-
-class StoreBusy(Exception):
-    """The database is locked by another process right now; try again later."""
 
 
 def is_lock_error(exc: BaseException) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Settings
-from .schema import SchemaVersionError
+from .errors import SchemaVersionError
 from .store import BaseStore, CloudStore, Op, compile_ops
 
 log = logging.getLogger("claude_parallel_logging")
