@@ -180,9 +180,7 @@ def test_each_builtin_pattern_has_a_sample_only_it_matches() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(ONE_PATTERN_SAMPLES))
-def test_each_builtin_pattern_redacts_its_sample_in_the_database(
-    local_db: Path, name: str
-) -> None:
+def test_each_builtin_pattern_redacts_its_sample_in_the_database(local_db: Path, name: str) -> None:
     secret = ONE_PATTERN_SAMPLES[name]
     lg = cpl.ConversationLogger()
     lg.start_session(cpl.SessionInfo(id="s", agent_type="a", model="m"))
