@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import claude_parallel_logging as cpl
 from tests.conftest import query
@@ -211,3 +212,54 @@ def test_an_operation_that_cannot_be_compiled_is_skipped_alone(local_db: Path) -
     assert "values for" in (stats["last_error"] or "")
     rows = query(local_db, "SELECT content FROM messages ORDER BY sequence")
     assert rows == [("before",), ("after",)]
+
+
+def test_every_cut_is_exactly_at_the_limit(db_path: Path) -> None:
+    """The exact stored value, not just a length bound: text is ``limit`` characters plus the
+    marker; JSON becomes the marker object with exactly these keys and values."""
+    from claude_parallel_logging.serialize import TRUNCATED_MARK
+
+    limit = 2000
+    cpl.configure(database_url=str(db_path), max_payload_chars=limit, flush_interval=0.05)
+    small, big = limit + 1, limit + 10_000  # kept whole on the caller's thread / pre-cut there
+    lg = start()
+    lg.log_message(
+        "assistant",
+        "p" * big,
+        tool_input={"command": "p" * big},
+        tool_output="p" * small,
+        metadata={"note": "p" * big},
+    )
+    lg.log_message("user", "p" * small)
+    t = lg.log_tool_execution("Bash", "running", input={"command": "p" * small})
+    lg.finish_tool_execution(t, "completed", output="p" * big)
+    t2 = lg.log_tool_execution("Read", "running", input={"path": "p" * big})
+    lg.finish_tool_execution(t2, "error", error="p" * big)
+    lg.end_session("error", "p" * big)
+    assert cpl.flush(10)
+
+    def text(n: int) -> str:
+        return "p" * limit + TRUNCATED_MARK.format(size=n)
+
+    def json_cut(value: Any) -> dict[str, Any]:
+        whole = json.dumps(value, ensure_ascii=False)
+        return {
+            "__truncated__": True,
+            "original_chars": len(whole),
+            "preview": whole[: limit - 120],
+        }
+
+    (m1, m2) = query(
+        db_path, "SELECT content, tool_input, tool_output, metadata FROM messages ORDER BY sequence"
+    )
+    assert m1[0] == text(big) and m2[0] == text(small)
+    assert json.loads(m1[1]) == json_cut({"command": "p" * big})
+    assert json.loads(m1[2]) == json_cut("p" * small)
+    assert json.loads(m1[3]) == json_cut({"note": "p" * big})
+    assert all(len(v) <= limit for v in m1[1:])
+    tools = query(db_path, "SELECT input, output, error FROM tool_executions ORDER BY tool_name")
+    assert json.loads(tools[0][0]) == json_cut({"command": "p" * small})
+    assert tools[0][1:] == (text(big), None)
+    assert json.loads(tools[1][0]) == json_cut({"path": "p" * big})
+    assert tools[1][1:] == (None, text(big))
+    assert query(db_path, "SELECT error_message FROM sessions") == [(text(big),)]

@@ -148,3 +148,51 @@ def test_secret_straddling_the_size_limit_is_not_stored_in_part(db_path: Path, o
         assert piece not in stored
     (content,) = query(db_path, "SELECT content FROM messages")[0]
     assert content.endswith(f"original {len(text)} chars]")
+
+
+# One sample per built-in pattern, each matched by that pattern alone: removing any pattern
+# lets its sample through (the JWT above is also a bearer token, and a long Anthropic key is
+# also matched by the OpenAI pattern, so they cannot tell whether those patterns work).
+ONE_PATTERN_SAMPLES = {
+    "anthropic": "sk-ant-api03-Xy9_Zq",  # too short after "sk-" for the OpenAI pattern
+    "openai": "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef0123456789",
+    "bearer": "Bearer abc123def456ghi789",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLXZhbHVl",
+    "aws": "AKIAIOSFODNN7EXAMPLE",
+    "github": "ghp_0123456789abcdefghijABCDEFGHIJ0123456789",
+    "slack": "xoxb-1234567890-abcdefghij",
+}
+
+
+def test_each_builtin_pattern_has_a_sample_only_it_matches() -> None:
+    import re
+
+    from claude_parallel_logging.serialize import _DEFAULT_PATTERNS
+
+    assert len(_DEFAULT_PATTERNS) == len(ONE_PATTERN_SAMPLES)
+    matrix = {
+        name: [i for i, p in enumerate(_DEFAULT_PATTERNS) if re.search(p, sample)]
+        for name, sample in ONE_PATTERN_SAMPLES.items()
+    }
+    # each sample is matched by exactly one pattern, and every pattern by exactly one sample
+    assert all(len(hits) == 1 for hits in matrix.values()), matrix
+    assert sorted(hits[0] for hits in matrix.values()) == list(range(len(_DEFAULT_PATTERNS)))
+
+
+@pytest.mark.parametrize("name", sorted(ONE_PATTERN_SAMPLES))
+def test_each_builtin_pattern_redacts_its_sample_in_the_database(local_db: Path, name: str) -> None:
+    secret = ONE_PATTERN_SAMPLES[name]
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id="s", agent_type="a", model="m"))
+    lg.log_message("user", f"Authorization header: {secret} (sent)")
+    lg.log_tool_execution("Bash", "completed", input={"env": secret}, output=f"{secret}\n")
+    assert cpl.flush(5)
+    stored = dump(local_db)
+    core = secret.split()[-1]
+    assert core not in stored, name
+    assert query(local_db, "SELECT content FROM messages") == [
+        ("Authorization header: [REDACTED] (sent)",)
+    ]
+    assert query(local_db, "SELECT input, output FROM tool_executions") == [
+        ('{"env": "[REDACTED]"}', "[REDACTED]\n")
+    ]

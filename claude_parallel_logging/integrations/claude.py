@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,22 +61,94 @@ def message_kind(obj: Any) -> str:
 _kind = message_kind
 
 
+# Content blocks mapped one by one per message; the rest are summarised in one row, so a
+# message of any size costs the consumer's task a bounded number of rows (and of steps).
+MAX_BLOCKS = 100
+_PREVIEW_CHARS = 200
+_PREVIEW_ITEMS = 8
+
+
+def describe(value: Any) -> dict[str, Any]:
+    """A bounded description of a value of an unexpected shape: its type, size and a short
+    preview. Never walks the value whole, never iterates an iterator, never raises."""
+    out: dict[str, Any] = {"type": type(value).__name__}
+    try:
+        if isinstance(value, str):
+            out["length"] = len(value)
+            out["preview"] = value[:_PREVIEW_CHARS]
+        elif isinstance(value, (bytes, bytearray)):
+            out["length"] = len(value)
+            out["preview"] = bytes(value[:_PREVIEW_CHARS]).decode("utf-8", "replace")
+        elif isinstance(value, dict):
+            out["length"] = len(value)
+            out["keys"] = [
+                k[:_PREVIEW_CHARS] if isinstance(k, str) else f"<{type(k).__name__}>"
+                for k in itertools.islice(value, _PREVIEW_ITEMS)
+            ]
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            out["length"] = len(value)
+            out["item_types"] = [type(v).__name__ for v in itertools.islice(value, _PREVIEW_ITEMS)]
+        elif value is None or isinstance(value, (bool, float)):
+            out["value"] = value
+        elif isinstance(value, int) and -(2**63) <= value < 2**63:
+            out["value"] = value
+    except Exception:  # a hostile __len__ or __iter__: the type name is enough
+        pass
+    return out
+
+
 def tool_result_text(content: Any) -> str | None:
-    """ToolResultBlock content is a string or a list of content blocks (text, image, ...)."""
+    """ToolResultBlock content is a string or a list of content blocks (text, image, ...);
+    at most ``MAX_BLOCKS`` of them are read."""
     if content is None or isinstance(content, str):
         return content
-    if isinstance(content, list):
+    if isinstance(content, (list, tuple)):
         parts: list[str] = []
-        for item in content:
+        for item in content[:MAX_BLOCKS]:
             if isinstance(item, dict):
                 if item.get("type") == "text":
-                    parts.append(str(item.get("text", "")))
+                    text = item.get("text", "")
+                    parts.append(text if isinstance(text, str) else _placeholder(text))
                 else:
-                    parts.append(f"[{item.get('type', 'block')}]")
+                    parts.append(_placeholder(item.get("type", "block")))
+            elif isinstance(item, str):
+                parts.append(item)
             else:
-                parts.append(str(item))
+                text = getattr(item, "text", None)
+                parts.append(text if isinstance(text, str) else f"[{type(item).__name__}]")
+        if len(content) > MAX_BLOCKS:
+            parts.append(f"[{len(content) - MAX_BLOCKS} more blocks]")
         return "\n".join(parts)
-    return str(content)
+    if isinstance(content, (int, float)):
+        return str(content)
+    return _placeholder(content)
+
+
+def _placeholder(value: Any) -> str:
+    """``[name]`` for a short string (a block type), ``[TypeName]`` for anything else."""
+    if isinstance(value, str) and len(value) <= _PREVIEW_CHARS:
+        return f"[{value}]"
+    return f"[{type(value).__name__}]"
+
+
+def _count(value: Any) -> int:
+    """A count or duration the SDK reports, 0 when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return 0
+    try:
+        return int(value)
+    except (OverflowError, ValueError):
+        return 0
+
+
+def _error_detail(errors: Any) -> str | None:
+    if not errors:
+        return None
+    if isinstance(errors, (list, tuple)):
+        shown = [e if isinstance(e, str) else _placeholder(e) for e in errors[:_PREVIEW_ITEMS]]
+        more = len(errors) - len(shown)
+        return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
+    return errors if isinstance(errors, str) else _placeholder(errors)
 
 
 def prompt_text(content: Any) -> str | None:
@@ -343,13 +417,13 @@ class ClaudeMapper:
     def _on_SystemMessage(self, msg: Any) -> None:
         subtype = getattr(msg, "subtype", None)
         data = getattr(msg, "data", None) or {}
-        if subtype == "init":
+        if subtype == "init" and isinstance(data, dict):
             updates: dict[str, Any] = {}
             sid = data.get("session_id")
             ids = self.session.add_sdk_session(sid) if isinstance(sid, str) and sid else None
             if ids is not None and len(ids) == 1:
                 updates["external_id"] = sid
-            if data.get("model"):
+            if isinstance(data.get("model"), str) and data["model"]:
                 updates["model"] = data["model"]
             meta = {dst: data[src] for src, dst in _INIT_METADATA.items() if src in data}
             if ids is not None:
@@ -365,8 +439,38 @@ class ClaudeMapper:
             metadata={"type": type(msg).__name__, "subtype": subtype, "data": data},
         )
 
+    def _unexpected(
+        self, role: str, content: Any, meta: dict[str, Any] | None = None, **row: Any
+    ) -> str:
+        """Content of an unexpected shape: one row describing it, never a row per element
+        (a string would be iterated by character, a dict by key, an iterator consumed). A
+        string is stored as the row's text (cut to the payload limit like any text)."""
+        shape = describe(content)
+        text = content if isinstance(content, str) else None
+        if text is not None:
+            del shape["preview"]
+        return self.logger.log_message(
+            role, text, metadata={**(meta or {}), "unexpected_content": shape}, **row
+        )
+
+    def _omitted(self, role: str, content: Sequence[Any], **row: Any) -> None:
+        """The blocks beyond ``MAX_BLOCKS``: one row saying how many, and of which types."""
+        rest = content[MAX_BLOCKS:]
+        self.logger.log_message(
+            role,
+            None,
+            metadata={
+                "omitted_blocks": len(rest),
+                "total_blocks": len(content),
+                "omitted_block_types": [type(b).__name__ for b in rest[:_PREVIEW_ITEMS]],
+            },
+            **row,
+        )
+
     def _on_AssistantMessage(self, msg: Any) -> None:
         api_id = getattr(msg, "message_id", None)
+        if not isinstance(api_id, str):
+            api_id = None
         usage = getattr(msg, "usage", None)
         model = getattr(msg, "model", None)
         parent = getattr(msg, "parent_tool_use_id", None)
@@ -386,49 +490,70 @@ class ClaudeMapper:
         usage_pending = known is None
         log_message = self.logger.log_message
         row: str | None = None
-        for block in getattr(msg, "content", None) or []:
+        content = getattr(msg, "content", None)
+        if not isinstance(content, (list, tuple)):
+            if content:
+                row = self._unexpected(
+                    "assistant", content, {"error": error} if error else None,
+                    external_id=api_id, model=model, parent_tool_use_id=parent,
+                    input_tokens=in_tok if usage_pending else None,
+                    output_tokens=out_tok if usage_pending else None,
+                )  # fmt: skip
+                if usage_pending and api_id is not None and model != SYNTHETIC_MODEL:
+                    self._api[api_id] = _ApiMessage(row, parent, in_tok, out_tok)
+                    self._turn_api.append(api_id)
+            elif error:
+                log_message("assistant", None, metadata={"error": error}, model=model)
+            return
+        blocks = content if len(content) <= MAX_BLOCKS else content[:MAX_BLOCKS]
+        for block in blocks:
             btype = type(block).__name__
             tokens_in, tokens_out = (in_tok, out_tok) if usage_pending else (None, None)
             if btype == "TextBlock" and not error:
                 row = log_message(
-                    "assistant", block.text, external_id=api_id, model=model,
+                    "assistant", getattr(block, "text", None), external_id=api_id, model=model,
                     parent_tool_use_id=parent, input_tokens=tokens_in, output_tokens=tokens_out,
                 )  # fmt: skip
             else:
                 meta: dict[str, Any] = {"block": btype}
                 if error:
                     meta["error"] = error
-                content: Any = None
                 tool_name = tool_input = None
+                text: Any = None
+                tool_use_id: Any = None
                 if btype == "TextBlock":
-                    content = block.text
+                    text = getattr(block, "text", None)
                 elif btype == "ThinkingBlock":
-                    content = block.thinking
+                    text = getattr(block, "thinking", None)
                     signature = getattr(block, "signature", None)
                     if signature:
                         meta["signature"] = signature
                 elif btype in ("ToolUseBlock", "ServerToolUseBlock"):
-                    meta["tool_use_id"] = block.id
-                    tool_name, tool_input = block.name, block.input
+                    tool_use_id = meta["tool_use_id"] = getattr(block, "id", None)
+                    tool_name = getattr(block, "name", None) or "unknown"
+                    tool_input = getattr(block, "input", None)
                 else:
                     meta["data"] = block_data(block)
                 row = log_message(
-                    "assistant", content, tool_name=tool_name, tool_input=tool_input,
+                    "assistant", text, tool_name=tool_name, tool_input=tool_input,
                     external_id=api_id, model=model, parent_tool_use_id=parent,
                     input_tokens=tokens_in, output_tokens=tokens_out, metadata=meta,
                 )  # fmt: skip
                 if tool_name is not None:
                     exec_id = self.logger.log_tool_execution(
                         tool_name, "running", input=tool_input, message_id=row,
-                        tool_use_id=block.id, parent_tool_use_id=parent,
+                        tool_use_id=tool_use_id, parent_tool_use_id=parent,
                     )  # fmt: skip
-                    self._tools[block.id] = (exec_id, tool_name)
+                    if isinstance(tool_use_id, str):
+                        self._tools[tool_use_id] = (exec_id, tool_name)
             if usage_pending:
                 usage_pending = False
                 if api_id is not None and model != SYNTHETIC_MODEL:
                     self._api[api_id] = _ApiMessage(row, parent, in_tok, out_tok)
                     self._turn_api.append(api_id)
-        if error and not getattr(msg, "content", None):
+        if len(blocks) < len(content):
+            self._omitted("assistant", content, external_id=api_id, model=model)
+        if error and not content:
             self.logger.log_message("assistant", None, metadata={"error": error}, model=model)
 
     def _on_UserMessage(self, msg: Any) -> None:
@@ -439,15 +564,20 @@ class ClaudeMapper:
                 return
             self.logger.log_message("user", content, parent_tool_use_id=parent)
             return
+        if not isinstance(content, (list, tuple)):
+            if content is not None:
+                self._unexpected("user", content, parent_tool_use_id=parent)
+            return
         structured = getattr(msg, "tool_use_result", None)
-        for block in content or []:
+        for block in content[:MAX_BLOCKS]:
             btype = type(block).__name__
             if btype == "ToolResultBlock":
                 self._tool_result(block, parent, structured)
             elif btype == "TextBlock":
-                if parent is None and self.session.is_prompt_echo(block.text):
+                text = getattr(block, "text", None)
+                if parent is None and isinstance(text, str) and self.session.is_prompt_echo(text):
                     continue
-                self.logger.log_message("user", block.text, parent_tool_use_id=parent)
+                self.logger.log_message("user", text, parent_tool_use_id=parent)
             else:
                 self.logger.log_message(
                     "user",
@@ -455,12 +585,18 @@ class ClaudeMapper:
                     parent_tool_use_id=parent,
                     metadata={"block": btype, "data": block_data(block)},
                 )
+        if len(content) > MAX_BLOCKS:
+            self._omitted("user", content, parent_tool_use_id=parent)
 
     def _tool_result(self, block: Any, parent: str | None, structured: Any) -> None:
         tool_use_id = getattr(block, "tool_use_id", None)
         is_error = bool(getattr(block, "is_error", False))
         text = tool_result_text(getattr(block, "content", None))
-        exec_id, name = self._tools.pop(tool_use_id, (None, None)) if tool_use_id else (None, None)
+        exec_id, name = (
+            self._tools.pop(tool_use_id, (None, None))
+            if isinstance(tool_use_id, str)
+            else (None, None)
+        )
         meta: dict[str, Any] = {"tool_use_id": tool_use_id, "is_error": is_error}
         if structured is not None:
             meta["tool_use_result"] = structured
@@ -514,8 +650,8 @@ class ClaudeMapper:
         t.output_tokens += turn.output_tokens
         t.cache_read_tokens += turn.cache_read_tokens
         t.cache_creation_tokens += turn.cache_creation_tokens
-        t.num_turns += int(getattr(msg, "num_turns", 0) or 0)
-        t.duration_ms += int(getattr(msg, "duration_ms", 0) or 0)
+        t.num_turns += _count(getattr(msg, "num_turns", 0))
+        t.duration_ms += _count(getattr(msg, "duration_ms", 0))
         is_error = bool(getattr(msg, "is_error", False))
         result = getattr(msg, "result", None)
         sid = getattr(msg, "session_id", None)
@@ -567,9 +703,12 @@ class ClaudeMapper:
             },
         )
         if is_error:
-            errors = getattr(msg, "errors", None)
-            detail = result or (", ".join(map(str, errors)) if errors else None)
-            self.session.note_result_error(detail or str(getattr(msg, "subtype", "error")))
+            detail = result if isinstance(result, str) and result else None
+            detail = detail or _error_detail(getattr(msg, "errors", None))
+            subtype = getattr(msg, "subtype", None)
+            self.session.note_result_error(
+                detail or (subtype if isinstance(subtype, str) and subtype else "error")
+            )
         else:
             self.session.clear_result_error()
 
@@ -581,6 +720,8 @@ class ClaudeMapper:
             return
         etype = event.get("type")
         parent = getattr(msg, "parent_tool_use_id", None)
+        if not isinstance(parent, str):
+            parent = None
         if etype == "message_start":
             message = event.get("message")
             api_id = message.get("id") if isinstance(message, dict) else None

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from ..client import get_turso_client
 from ..serialize import iso_utc
 from ..store import MESSAGE_UPDATABLE
+from .claude import describe
 from .session import LoggedSession, current_session
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ _MARGIN_MS = 10_000.0  # clock slack when deciding which stored messages are "fr
 _HTTP_TIMEOUT = 10.0
 _MAX_EVENT_ROWS = 500  # per OpenCode session: unknown events are kept, but not without bound
 _MAX_ORPHANS = 1000  # parts held back until their message is known
+# Parts of one message logged one by one; the others are counted in one row per message, so a
+# message with a huge number of parts cannot flood the queue (nor keep a chat call busy).
+_MAX_PARTS = 500
+_MAX_OMITTED = 10_000  # omitted part ids remembered per message (the count stops there)
 _MAX_STATES = 4096  # per server; idle ones beyond this are forgotten
 _TOOL_RANK = {"pending": 0, "running": 1, "completed": 2, "error": 2}
 _SKIPPED_PARTS = frozenset({"step-start", "step-finish"})  # step usage repeats the message's
@@ -255,6 +260,8 @@ class _OcSession:
         self.usage: dict[str, tuple[LoggedSession, _Usage]] = {}
         self.prompts: collections.deque[_Prompt] = collections.deque(maxlen=32)
         self.orphans: dict[str, list[JSON]] = {}
+        self.parts: dict[str, set[str]] = {}  # message id -> parts logged one by one
+        self.omitted: dict[str, set[str]] = {}  # message id -> parts only counted
         self.orphan_count = 0
         self.event_rows = 0
         self.last_created_ms = 0.0
@@ -659,7 +666,7 @@ class OpencodeRouter:
                 "created_at": _sec(created),
                 "metadata": {"kind": "message", "data": info},
             }
-            self._row(st, mid, str(role or "unknown"), fields, rec)
+            self._row(st, mid, role if isinstance(role, str) and role else "unknown", fields, rec)
         for part in st.orphans.pop(mid, []):
             st.orphan_count -= 1
             self._on_part(st, part, rec=rec)
@@ -776,6 +783,8 @@ class OpencodeRouter:
         self, st: _OcSession, part: JSON, *, rec: bool, event_ms: float | None = None
     ) -> None:
         ptype, pid, mid = part.get("type"), part.get("id"), part.get("messageID")
+        if not isinstance(ptype, str):
+            ptype = None  # a list or dict would not even be hashable: kept as an unknown part
         if not isinstance(pid, str) or not isinstance(mid, str) or ptype in _SKIPPED_PARTS:
             return
         info = st.messages.get(mid)
@@ -784,7 +793,14 @@ class OpencodeRouter:
                 st.orphans.setdefault(mid, []).append(part)
                 st.orphan_count += 1
             return
-        role = str(info.get("role") or "assistant")
+        role = info.get("role")
+        role = role if isinstance(role, str) and role else "assistant"
+        logged = st.parts.setdefault(mid, set())
+        if pid not in logged:
+            if len(logged) >= _MAX_PARTS:
+                self._omit(st, mid, role, (pid,), rec)
+                return
+            logged.add(pid)
         if ptype in ("text", "reasoning"):
             self._text_part(st, part, pid, mid, info, role, rec)
         elif ptype == "tool":
@@ -798,6 +814,18 @@ class OpencodeRouter:
                 ),
             }
             self._row(st, pid, role, fields, rec)
+
+    def _omit(self, st: _OcSession, mid: str, role: str, pids: Iterable[Any], rec: bool) -> None:
+        """Parts beyond ``_MAX_PARTS``: one row per message counting them."""
+        seen = st.omitted.setdefault(mid, set())
+        for pid in pids:
+            if len(seen) >= _MAX_OMITTED:
+                break
+            if isinstance(pid, str):
+                seen.add(pid)
+        meta = {"part": "omitted", "message_id": mid, "omitted_parts": len(seen)}
+        key = f"omitted:{mid}"
+        self._row(st, key, role, {"metadata": self._tag(st, key, meta)}, rec)
 
     def _text_part(
         self, st: _OcSession, part: JSON, pid: str, mid: str, info: JSON, role: str, rec: bool
@@ -857,7 +885,8 @@ class OpencodeRouter:
         prev = st.tool_rank.get(key, -1)
         if rank is not None and rank < prev:
             return  # an older snapshot (reconcile racing the stream): never go back
-        name = str(part.get("tool") or "unknown")
+        tool = part.get("tool")
+        name = tool if isinstance(tool, str) and tool else "unknown"
         tool_input = state.get("input") or None
         output = state.get("output") if status == "completed" else None
         error = state.get("error") if status == "error" else None
@@ -1028,19 +1057,40 @@ class OpencodeRouter:
 
     def _reconcile(self, st: _OcSession, messages: list[JSON]) -> None:
         self._count("reconciles")
+        if not isinstance(messages, (list, tuple)):
+            self._count("bad_messages")
+            return
         for item in messages:
-            info = _dict(item.get("info"))
+            info = _dict(_dict(item).get("info"))
             mid = info.get("id")
             if not isinstance(mid, str):
                 continue
             if mid not in st.messages and not self._after_floor(st, info):
                 continue  # history from before we were watching
             self._on_message(st, info, rec=True)
-            for part in item.get("parts") or []:
-                if isinstance(part, dict):
-                    self._on_part(st, part, rec=True)
+            self._reconcile_parts(st, mid, item.get("parts"))
             if info.get("role") == "user" and mid not in st.rows:
                 self._write_user(st, mid, rec=True)  # a prompt without text parts
+
+    def _reconcile_parts(self, st: _OcSession, mid: str, parts: Any) -> None:
+        """A stored message's parts: a bounded number one by one (``_on_part`` also caps the
+        rows), the rest counted at once; another shape than a list is one row describing it."""
+        if isinstance(parts, list):
+            head = 2 * _MAX_PARTS  # room for parts that give no row (step-start/-finish)
+            for part in parts[:head]:
+                if isinstance(part, dict):
+                    self._on_part(st, part, rec=True)
+            if len(parts) > head:
+                role = st.messages.get(mid, {}).get("role")
+                rest = (_dict(p).get("id") for p in parts[head : head + _MAX_OMITTED])
+                self._omit(
+                    st, mid, role if isinstance(role, str) and role else "assistant", rest, True
+                )
+        elif parts is not None:
+            self._count("bad_parts")
+            key = f"parts:{mid}"
+            meta = {"part": "unexpected", "message_id": mid, "unexpected_parts": describe(parts)}
+            self._row(st, key, "event", {"metadata": self._tag(st, key, meta)}, True)
 
     def _idle(self, st: _OcSession, *, fetch: bool = True) -> None:
         with st.lock:
