@@ -7,6 +7,7 @@ Nothing here raises: whatever cannot be stored as-is is replaced by a clear mark
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -199,7 +200,7 @@ def _precut(value: Any, keep: int, budget: list[int], depth: int) -> Any:
         return head + TRUNCATED_MARK.format(size=len(value))
     if isinstance(value, dict):
         out: dict[Any, Any] | None = None
-        for k, v in list(value.items())[: max(0, budget[0])]:
+        for k, v in list(itertools.islice(value.items(), max(0, budget[0]))):
             cut = _precut(v, keep, budget, depth + 1)
             if cut is not v:
                 if out is None:

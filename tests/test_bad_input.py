@@ -263,3 +263,20 @@ def test_every_cut_is_exactly_at_the_limit(db_path: Path) -> None:
     assert json.loads(tools[1][0]) == json_cut({"path": "p" * big})
     assert tools[1][1:] == (None, text(big))
     assert query(db_path, "SELECT error_message FROM sessions") == [(text(big),)]
+
+
+def test_precut_looks_at_a_bounded_part_of_a_huge_dict() -> None:
+    """The caller's thread must not walk (or copy) a dict of millions of keys inside a value."""
+    from claude_parallel_logging.serialize import _WALK_BUDGET, precut
+
+    class Counting(dict[str, int]):
+        seen = 0
+
+        def items(self) -> Any:
+            for item in super().items():
+                Counting.seen += 1
+                yield item
+
+    inner = Counting({str(i): i for i in range(200_000)})
+    assert precut({"inner": inner, "x": "y" * 10}, 100) is not None
+    assert Counting.seen <= _WALK_BUDGET
