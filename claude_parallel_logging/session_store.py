@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from claude_agent_sdk import fold_session_summary
 from claude_agent_sdk.types import (
@@ -109,7 +109,9 @@ class TursoSessionStore:
 
     async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
         rows = await asyncio.to_thread(self._read, lambda c: sql.list_summaries(c, project_key), [])
-        return [{"session_id": r["session_id"], "mtime": r["mtime"], "data": r["data"]} for r in rows]
+        return [
+            {"session_id": r["session_id"], "mtime": r["mtime"], "data": r["data"]} for r in rows
+        ]
 
     async def delete(self, key: SessionKey) -> None:
         """A main key takes its subagent transcripts and summary with it."""
@@ -169,10 +171,16 @@ class TursoSessionStore:
                 self._last_seq = max(self._last_seq, last)
             if fold and new:
                 prev = sql.select_summary(conn, project_key, session_id)
-                if remote_prev is not None and (prev is None or remote_prev["mtime"] > prev["mtime"]):
+                if remote_prev is not None and (
+                    prev is None or remote_prev["mtime"] > prev["mtime"]
+                ):
                     prev = remote_prev
                 summary: dict[str, Any] = dict(
-                    fold_session_summary(prev, {"project_key": project_key, "session_id": session_id}, new)  # type: ignore[arg-type]
+                    fold_session_summary(
+                        cast("SessionSummaryEntry | None", prev),
+                        {"project_key": project_key, "session_id": session_id},
+                        new,
+                    )
                 )
                 summary["mtime"] = mtime  # storage time, the clock of list_sessions
                 sql.upsert_summary(conn, project_key, summary)
@@ -184,7 +192,9 @@ class TursoSessionStore:
     def _write(self, fn: Callable[[Any], None]) -> None:
         """``fn(conn)`` in one transaction on the writer thread; in cloud mode, then a push."""
         deadline = time.monotonic() + self.timeout
-        self.client.writer.call(lambda store: store.run(lambda conn: _transaction(conn, fn)), self.timeout)
+        self.client.writer.call(
+            lambda store: store.run(lambda conn: _transaction(conn, fn)), self.timeout
+        )
         if self._cloud:
             self._push(max(0.1, deadline - time.monotonic()))
 

@@ -195,7 +195,9 @@ def test_concurrent_appends_from_two_processes_both_land(
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err.decode()[-2000:]
     sql = "SELECT session_id, COUNT(*), COUNT(DISTINCT uuid) FROM transcript_entries GROUP BY 1"
-    rows = db_query(tmp_path / "s.db", sql) if mode == "local" else db_query_server(sync_server, sql)
+    rows = (
+        db_query(tmp_path / "s.db", sql) if mode == "local" else db_query_server(sync_server, sql)
+    )
     assert sorted(rows) == [("a", 500, 500), ("b", 500, 500)]
 
 
@@ -310,3 +312,48 @@ def test_unreachable_remote_surfaces_mirror_error_and_the_agent_finishes(tmp_pat
     assert replicas
     rows = db_query(replicas[0], "SELECT COUNT(*) FROM transcript_entries")
     assert rows[0][0] > 0
+
+
+# ----- the link to the logs -----------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_logged_session_links_to_its_stored_transcript(
+    local_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from claude_agent_sdk import ResultMessage, query
+
+    from claude_parallel_logging.cli import main
+    from claude_parallel_logging.testing.claude import scripted_claude_options
+
+    store = TursoSessionStore()  # the configured database, through the logger's writer
+
+    async def run() -> tuple[str, str]:
+        options = scripted_claude_options(model_url, tmp_path, session_store=store)
+        async with cpl.logged_session("with-store") as session:
+            async for msg in query(prompt="delta-question", options=options):
+                if isinstance(msg, ResultMessage):
+                    sdk_id = msg.session_id
+        sub = {"project_key": _project_key(tmp_path / "work"), "session_id": sdk_id,
+               "subpath": "subagents/agent-x1"}  # fmt: skip
+        await store.append(sub, [{"type": "assistant", "uuid": "sub-1",  # type: ignore[arg-type]
+                                  "message": {"role": "assistant", "content": "epsilon-sub"}}])  # fmt: skip
+        return session.id, sdk_id
+
+    with ScriptedAnthropicServer([text_turn("delta-answer")]) as model:
+        model_url = model.url
+        sid, sdk_id = asyncio.run(run())
+    assert cpl.flush(10)
+    detail = cpl.get_session(sid)
+    assert detail is not None
+    (t,) = detail.transcripts
+    assert t.session_id == sdk_id and t.entries >= 2 and t.subpaths == ("subagents/agent-x1",)
+    assert main(["--database", str(local_db), "show", sid]) == 0
+    shown = capsys.readouterr().out
+    assert f"Stored transcript of SDK session {sdk_id}" in shown and "--transcript" in shown
+    assert main(["--database", str(local_db), "show", sid, "--transcript"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    text = "\n".join(lines)
+    assert "delta-question" in text and "delta-answer" in text
+    assert text.index("delta-answer") < text.index("subagent subagents/agent-x1")
+    assert any(line.startswith("    assistant: epsilon-sub") for line in lines)
