@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -78,6 +79,7 @@ class TursoSessionStore:
         self.timeout = timeout
         self._seq_lock = threading.Lock()
         self._last_seq = 0
+        self._id_prefix = uuid.uuid4().hex[:16] + "-"
         # Main keys whose summary this store folded: its writer replica holds the latest fold.
         self._folded: set[tuple[str, str]] = set()
 
@@ -144,8 +146,7 @@ class TursoSessionStore:
     # ----- off the event loop -----------------------------------------------------------------
 
     def _append(self, key: _Key, entries: list[Any]) -> None:
-        for entry in entries:  # fail loudly, before anything is written
-            sql.encode_entry(entry)
+        texts = [sql.encode_entry(e) for e in entries]  # fails loudly, before any write
         project_key, session_id, subpath = key
         main = subpath == sql.MAIN
         remote_prev: dict[str, Any] | None = None
@@ -166,7 +167,9 @@ class TursoSessionStore:
             mtime = sql.now_ms()
             with self._seq_lock:
                 min_seq = max(self._last_seq + 1, time.time_ns() // 1000 * 1000)
-            new, last = sql.insert_entries(conn, key, entries, mtime, min_seq)
+            new, last = sql.insert_entries(
+                conn, key, entries, texts, mtime, min_seq, self._id_prefix
+            )
             with self._seq_lock:
                 self._last_seq = max(self._last_seq, last)
             if fold and new:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid as uuid_mod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,16 +61,22 @@ def has_tables(conn: Any) -> bool:
 
 
 def insert_entries(
-    conn: Any, key: tuple[str, str, str], entries: Sequence[Any], mtime: int, min_seq: int
+    conn: Any,
+    key: tuple[str, str, str],
+    entries: Sequence[Any],
+    texts: Sequence[str],
+    mtime: int,
+    min_seq: int,
+    id_prefix: str,
 ) -> tuple[list[Any], int]:
-    """Append ``entries`` (inside the caller's transaction); returns those newly stored and the
-    last ``seq`` used.
+    """Append ``entries`` (``texts``: their encoding) inside the caller's transaction; returns
+    those newly stored and the last ``seq`` used. Row ids are ``id_prefix`` (unique to the
+    appending store) + ``seq``, which is unique per store: cheaper than a uuid per row.
 
     ``uuid`` de-duplication is the database's (a unique index per key, ``INSERT OR IGNORE``);
     the lookup before only tells which entries are new, so a retried batch is not folded twice
     into the summary.
     """
-    texts = [encode_entry(e) for e in entries]
     uuids = [e.get("uuid") if isinstance(e.get("uuid"), str) else None for e in entries]
     known = {u for u in uuids if u is not None}
     if known:
@@ -100,7 +105,7 @@ def insert_entries(
             if u in seen:
                 continue
             seen.add(u)
-        params.append((uuid_mod.uuid4().hex, *key, seq, u, text, mtime))
+        params.append((f"{id_prefix}{seq}", *key, seq, u, text, mtime))
         new.append(entry)
         seq += 1
     if params:
