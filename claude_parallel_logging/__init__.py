@@ -82,3 +82,13 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: it needs claude-agent-sdk (the optional [claude] extra), and
+    # importing the package must not require it.
+    if name == "TursoSessionStore":
+        from .session_store import TursoSessionStore
+
+        return TursoSessionStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,6 +36,7 @@ from .queries import (
     check_list_arguments,
     decode_cursor,
     get_session,
+    get_stored_transcripts,
     list_sessions,
     missing_file_message,
     needs_snapshot,
@@ -590,9 +591,15 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
             f"no session {args.session_id!r} (looked up by id, SDK session id and prefix)"
         )
     fmt = "json" if args.json else args.format
+    if args.transcript:
+        return _show_stored_transcript(detail, client, args, out)
     if fmt == "text" and args.output is None:
         for text, style in transcript_lines(detail, args.max_chars, args.all, args.metadata):
             out.line(text, style)
+        for t in detail.transcripts:
+            subs = f", {_count(len(t.subpaths), 'subagent transcript')}" if t.subpaths else ""
+            out.line(f"Stored transcript of SDK session {t.session_id}: {_entries(t.entries)}"
+                     f"{subs} (cpl show {args.session_id.strip()} --transcript)", "dim")  # fmt: skip
         return EXIT_OK
     if fmt == "json":
         body = json.dumps(detail.to_dict(), ensure_ascii=False, indent=2, default=str) + "\n"
@@ -618,6 +625,62 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"wrote {path} ({len(body):,} chars)", file=out.stderr)
     return EXIT_OK
+
+
+def _show_stored_transcript(
+    detail: SessionDetail, client: TursoClient, args: argparse.Namespace, out: Output
+) -> int:
+    """The full-fidelity transcript a ``TursoSessionStore`` holds, subagents nested."""
+    stored = get_stored_transcripts(detail, client=client)
+    if not stored:
+        raise CliError(f"session {detail.session.id} has no stored transcript (TursoSessionStore)")
+    if args.json:
+        out.json([{"project_key": t.project_key, "session_id": t.session_id,
+                   "entries": parts[""], "subagents": {k: v for k, v in parts.items() if k}}
+                  for t, parts in stored])  # fmt: skip
+        return EXIT_OK
+    for t, parts in stored:
+        out.line(f"Stored transcript {t.session_id} (project {t.project_key})", "bold")
+        for subpath, entries in parts.items():
+            indent = "    " if subpath else "  "
+            if subpath:
+                out.line(f"  subagent {subpath}: {_entries(len(entries))}", "bold")
+            for e in entries:
+                out.line(indent + _entry_line(e, args.max_chars))
+    return EXIT_OK
+
+
+def _entries(n: int) -> str:
+    return f"{n:,} entr{'y' if n == 1 else 'ies'}"
+
+
+def _entry_line(entry: Any, limit: int) -> str:
+    """``type role: text`` of one transcript entry (text, tool calls and results, flattened)."""
+    if not isinstance(entry, dict):
+        return as_text(entry)
+    message = entry.get("message")
+    role, content = "", entry.get("content") or entry.get("summary") or ""
+    if isinstance(message, dict):
+        role, content = str(message.get("role") or ""), message.get("content")
+    if isinstance(content, list):
+        pieces = []
+        for block in content:
+            if not isinstance(block, dict):
+                pieces.append(as_text(block))
+            elif block.get("type") == "text":
+                pieces.append(str(block.get("text", "")))
+            elif block.get("type") == "tool_use":
+                pieces.append(f"[tool_use {block.get('name')} {as_text(block.get('input'))}]")
+            elif block.get("type") == "tool_result":
+                pieces.append(f"[tool_result {as_text(block.get('content'))}]")
+            else:
+                pieces.append(f"[{block.get('type')}]")
+        content = " ".join(pieces)
+    text = " ".join(as_text(content).split())
+    if limit and len(text) > limit:
+        text = text[:limit] + f"… [{len(text):,} chars]"
+    head = f"{entry.get('type', '?')}{' ' + role if role and role != entry.get('type') else ''}"
+    return f"{head}: {text}" if text else head
 
 
 def cmd_search(args: argparse.Namespace, out: Output) -> int:
@@ -1272,6 +1335,8 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="every row, also tool results shown with their calls and status rows")  # fmt: skip
     p.add_argument("--metadata", action="store_true",
                    help="the session's whole metadata (tool lists, SDK ids, ...)")  # fmt: skip
+    p.add_argument("--transcript", action="store_true",
+                   help="the full transcript TursoSessionStore stored (subagents nested)")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(handler=cmd_show)
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from .client import TursoClient, get_turso_client
 from .errors import DatabaseUnavailable, InvalidCursor, LoggingNotConfigured
 from .schema import current_version
+from .session_store_sql import StoredTranscript, load_transcript, transcripts_for
 
 __all__ = [
     "MIN_PREFIX_LENGTH",
@@ -179,12 +180,15 @@ class SessionDetail:
     session: SessionSummary
     messages: tuple[MessageRecord, ...]
     tool_executions: tuple[ToolExecutionRecord, ...]
+    # Full-fidelity transcripts a ``TursoSessionStore`` holds for this session's SDK session ids.
+    transcripts: tuple[StoredTranscript, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "session": self.session.to_dict(),
             "messages": [asdict(m) for m in self.messages],
             "tool_executions": [asdict(t) for t in self.tool_executions],
+            "transcripts": [asdict(t) for t in self.transcripts],
         }
 
 
@@ -1130,6 +1134,8 @@ def get_session(session_id: str, *, client: TursoClient | None = None) -> Sessio
             " ORDER BY started_at, rowid",
             (summary.id,),
         ).fetchall()
+        sdk_ids = [summary.external_id or "", *sdk_session_ids(summary.metadata)]
+        transcripts = tuple(transcripts_for(conn, sdk_ids))
     messages = tuple(
         MessageRecord(
             id=r[0],
@@ -1169,7 +1175,20 @@ def get_session(session_id: str, *, client: TursoClient | None = None) -> Sessio
         )
         for r in tool_rows
     )
-    return SessionDetail(summary, messages, tools)
+    return SessionDetail(summary, messages, tools, transcripts)
+
+
+def get_stored_transcripts(
+    detail: SessionDetail, *, client: TursoClient | None = None
+) -> list[tuple[StoredTranscript, dict[str, list[Any]]]]:
+    """The stored transcripts ``detail.transcripts`` names, each as ``{subpath: entries}``
+    (``""``: the main transcript; ``subagents/...``: its subagents')."""
+    if not detail.transcripts:
+        return []
+    with _reading(client) as conn:
+        if conn is None:
+            return []
+        return [(t, load_transcript(conn, t)) for t in detail.transcripts]
 
 
 # ----- search -----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import SchemaVersionError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,39 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "messages.metadata: per-message extras (block type, per-turn usage, unknown payloads)",
         (AddColumn("messages", "metadata", "TEXT"),),
+    ),
+    Migration(
+        4,
+        "Claude SDK session store: transcript entries and session summaries",
+        (
+            # One row per transcript line. ``seq`` orders a key's entries (append order in one
+            # process, commit time across processes); ``uuid`` is the SDK's idempotency key,
+            # unique per key; ``subpath`` is '' for the main transcript; ``mtime`` epoch ms.
+            """CREATE TABLE IF NOT EXISTS transcript_entries (
+  id TEXT PRIMARY KEY,
+  project_key TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  subpath TEXT NOT NULL DEFAULT '',
+  seq INTEGER NOT NULL,
+  uuid TEXT,
+  entry TEXT NOT NULL,
+  mtime INTEGER NOT NULL
+)""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS ux_transcript_entries_uuid"
+            " ON transcript_entries(project_key, session_id, subpath, uuid) WHERE uuid IS NOT NULL",
+            "CREATE INDEX IF NOT EXISTS idx_transcript_entries_key"
+            " ON transcript_entries(project_key, session_id, subpath, seq)",
+            "CREATE INDEX IF NOT EXISTS idx_transcript_entries_session"
+            " ON transcript_entries(session_id)",
+            # ``fold_session_summary`` output per main transcript (``data`` is the SDK's, opaque).
+            """CREATE TABLE IF NOT EXISTS transcript_summaries (
+  project_key TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  mtime INTEGER NOT NULL,
+  data TEXT NOT NULL,
+  PRIMARY KEY (project_key, session_id)
+)""",
+        ),
     ),
 )
 

@@ -490,6 +490,10 @@ class BaseStore:
     def push(self) -> None:
         """Send what is local to the remote (cloud mode); nothing to do locally."""
 
+    def run(self, fn: Callable[[Any], Any]) -> Any:
+        """``fn(conn)`` on the connection the writer writes with (call it on the writer thread)."""
+        raise NotImplementedError
+
     def release(self) -> None:
         """Let go of what other processes may be waiting for (local mode: the file lock)."""
 
@@ -559,6 +563,17 @@ class LocalStore(BaseStore):
             raise
         if time.monotonic() - self._held_since >= _HOLD_SECONDS:
             self.release()
+
+    def run(self, fn: Callable[[Any], Any]) -> Any:
+        if self._conn is None:
+            self._conn = self.connect()
+            self._held_since = time.monotonic()
+        try:
+            self._ensure_schema(self._conn)
+            return fn(self._conn)
+        except BaseException:
+            self.release()  # as in write_compiled: start again from a fresh connection
+            raise
 
     def release(self) -> None:
         """Close the file so other processes can write; the writer calls this when idle."""
@@ -727,6 +742,9 @@ class CloudStore(BaseStore):
         conn = self._writer_conn()
         if compiled:
             apply_compiled(conn, compiled)
+
+    def run(self, fn: Callable[[Any], Any]) -> Any:
+        return fn(self._writer_conn())
 
     def request_push(self, done: PushCallback | None = None) -> None:
         """Ask for a push of everything written so far; returns at once.

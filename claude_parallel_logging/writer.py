@@ -16,7 +16,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .config import Settings
 from .errors import SchemaVersionError
@@ -28,6 +28,8 @@ _DATA_ERRORS = ("IntegrityError", "ProgrammingError", "DataError", "InterfaceErr
 _MAX_BACKOFF = 5.0
 _MAX_PUSH_BACKOFF = 60.0
 _WARN_EVERY = 30.0
+
+T = TypeVar("T")
 
 
 class _BadData(Exception):
@@ -43,6 +45,30 @@ class _Marker:
         self.event = threading.Event()
         self.ok = True
         self.push = push
+
+
+class _Call:
+    """Placed in the queue by ``call``: a callable run on the writer thread with its store."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[BaseStore], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self, store: BaseStore) -> None:
+        try:
+            self.result = self.fn(store)
+        except BaseException as exc:  # handed to the caller, never kills the writer
+            self.error = exc
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
 
 
 @dataclass(frozen=True)
@@ -171,6 +197,31 @@ class Writer:
             return False
         return marker.ok and not lost
 
+    def call(self, fn: Callable[[BaseStore], T], timeout: float | None = None) -> T:
+        """Run ``fn(store)`` on the writer thread, after what is queued, and return its result.
+
+        The store's connection is the writer's own, so other users of the database in this
+        process (e.g. the session store) never contend with the writer for the file lock. The
+        writer does not look at what ``fn`` does; an exception it raises is raised here.
+        ``TimeoutError`` after ``timeout`` seconds (``fn`` may still run later).
+        """
+        item = _Call(fn)
+        with self._start_lock:
+            if self._closed:
+                raise RuntimeError("the writer is shut down")
+        self._queue.append(item)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+        if self._markers_closed:  # the thread stopped meanwhile: nobody will run it
+            self._fail_markers()
+        if not item.done.wait(timeout):
+            raise TimeoutError(f"the database writer did not run the call within {timeout} s")
+        if item.error is not None:
+            raise item.error
+        result: T = item.result
+        return result
+
     def _final_ok_or_idle(self) -> bool:
         return self._thread is None or self._final_ok
 
@@ -205,7 +256,7 @@ class Writer:
         )
 
     def _pending_count(self) -> int:
-        return sum(1 for item in list(self._queue) if not isinstance(item, _Marker))
+        return sum(1 for item in list(self._queue) if not isinstance(item, (_Marker, _Call)))
 
     @property
     def store(self) -> BaseStore | None:
@@ -242,6 +293,8 @@ class Writer:
             if isinstance(item, _Marker) and not item.event.is_set():
                 item.ok = False
                 item.event.set()
+            elif isinstance(item, _Call):
+                item.fail(RuntimeError("the database writer has stopped"))
 
     def _drain(self) -> None:
         q = self._queue
@@ -250,14 +303,20 @@ class Writer:
                 return
             ops: list[Op] = []
             markers: list[_Marker] = []
+            call: _Call | None = None
             while q and len(ops) < self._batch_size:
                 item = q.popleft()
                 if isinstance(item, _Marker):
                     markers.append(item)
                     break
+                if isinstance(item, _Call):
+                    call = item
+                    break
                 ops.append(item)
             self._taken += len(ops)
             ok = self._write(ops) if ops else True
+            if call is not None:
+                self._run_call(call)
             if markers:
                 self._release_store()  # whoever flushed is likely to read next
             for m in markers:
@@ -266,6 +325,15 @@ class Writer:
                     m.event.set()  # else the push completes it
             if self._gave_up():
                 return
+
+    def _run_call(self, call: _Call) -> None:
+        try:
+            store = self._get_store()
+        except BaseException as exc:
+            call.fail(exc)
+            return
+        with self._io_lock:
+            call.run(store)
 
     def _gave_up(self) -> bool:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline

@@ -20,6 +20,7 @@ import pytest
 import claude_parallel_logging as cpl
 from claude_parallel_logging.cli import Column, fit_columns, fmt_cost, fmt_int, fmt_ms, main
 from claude_parallel_logging.queries import get_session
+from claude_parallel_logging.schema import SCHEMA_VERSION
 from claude_parallel_logging.serialize import iso_utc
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer, query
 from tests.populate import (
@@ -432,7 +433,7 @@ def test_doctor_and_sync_local(populated: Populated, cli: Cli) -> None:
     db = ["--database", str(populated.path)]
     r = cli(*db, "doctor")
     assert r.code == 0, r
-    assert "[OK  ] schema" in r.out and "version 3 (current)" in r.out
+    assert "[OK  ] schema" in r.out and f"version {SCHEMA_VERSION} (current)" in r.out
     assert "300 sessions" in r.out and "local file" in r.out
     r = cli(*db, "doctor", "--json")
     data = r.json()
