@@ -206,3 +206,4 @@ def check_list_arguments(
 ) -> None:
     """Raise the ``ValueError`` (:class:`InvalidCursor` for the cursor) ``list_sessions`` would
     raise for these arguments, without reading anything."""
+    page_query(agent_type, status, model, since, until, cursor)
