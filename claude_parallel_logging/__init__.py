@@ -11,7 +11,7 @@ from .integrations.instrument import instrument, uninstrument
 from .integrations.opencode import OpencodeMonitor, monitor_opencode
 from .integrations.session import LoggedSession, current_session, logged, logged_session
 from .logger import ConversationLogger, SessionInfo
-from .queries import (
+from .query import (
     MIN_PREFIX_LENGTH,
     MessageRecord,
     SearchHit,

@@ -35,7 +35,8 @@ from claude_agent_sdk.types import (
 from . import session_store_sql as sql
 from .client import TursoClient, get_turso_client
 from .config import TursoConfig, configuration_problem, get_settings
-from .queries import LoggingNotConfigured, _reading
+from .errors import LoggingNotConfigured
+from .query.access import reading
 from .schema import current_version
 from .store import BaseStore, CloudStore
 
@@ -232,7 +233,7 @@ class TursoSessionStore:
         pulled first (each request bounded by the network timeout)."""
         if not self._cloud:
             return self.client.writer.call(lambda store: _run_read(store, fn, empty), self.timeout)
-        with _reading(self.client, missing_ok=True) as conn:
+        with reading(self.client, missing_ok=True) as conn:
             if conn is None or current_version(conn) < sql.TRANSCRIPT_SCHEMA:
                 return empty
             return fn(conn)

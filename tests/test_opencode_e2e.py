@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging import queries as q
+from claude_parallel_logging import query as q
 from claude_parallel_logging.integrations.opencode import router_for
 from claude_parallel_logging.testing.openai_compat import Script, ScriptedOpenAIServer, Turn, Usage
 from claude_parallel_logging.testing.opencode import (

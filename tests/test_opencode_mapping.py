@@ -646,7 +646,7 @@ def test_cache_writes_are_summed_and_kept_per_message(local_db: Path) -> None:
         meta = json.loads(rows[mid]["metadata"])
         assert meta["cache_write_tokens"] == written
         assert meta["cache_read_tokens"] == (400 if mid == first["id"] else 1100)
-    from claude_parallel_logging import queries
+    from claude_parallel_logging import query as queries
 
     (row,) = queries.usage_summary("agent_type")
     assert (row.cache_creation_tokens, row.cache_read_tokens) == (380, 1500)

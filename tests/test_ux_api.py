@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging import queries as q
+from claude_parallel_logging import query as q
 from claude_parallel_logging.cli import main
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer, query
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from claude_parallel_logging import queries as q
+from claude_parallel_logging import query as q
+from claude_parallel_logging.query import times
+from tests.cli.helpers import Cli, Result, assert_one_line_error, run_cli
 from tests.populate import (
     BASE_TIME,
     SPAN_DAYS,
@@ -20,8 +22,6 @@ from tests.populate import (
     newest_first,
     populated_database,
 )
-from tests.test_cli import Cli, Result, assert_one_line_error, run_cli
-from tests.test_cli import cli as cli  # the fixture
 
 NOW = datetime.fromtimestamp(BASE_TIME + SPAN_DAYS * 86400, tz=timezone.utc)
 HINT = re.compile(r"^More sessions: add --cursor (\S+)$")
@@ -48,7 +48,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     c = Clock()
-    monkeypatch.setattr(q, "_now", c)
+    monkeypatch.setattr(times, "_now", c)
     yield c
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging import queries as q
+from claude_parallel_logging import query as q
 from claude_parallel_logging.integrations.opencode import OpencodeRouter
 from claude_parallel_logging.testing.recorded import load_raw, load_recorded
 from tests.conftest import query
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 
 
 def opencode_events(name: str) -> list[dict[str, Any]]:

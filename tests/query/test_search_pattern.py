@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 import turso
 
-from claude_parallel_logging.queries import _LIKE, _like_escape, _Matcher
+from claude_parallel_logging.query.search import _Matcher
+from claude_parallel_logging.query.sql import LIKE as _LIKE
+from claude_parallel_logging.query.sql import like_escape as _like_escape
 
 
 def test_like_escape_makes_metacharacters_literal() -> None:

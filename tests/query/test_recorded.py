@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging import queries as q
-from claude_parallel_logging.cli import fmt_cost, fmt_int, main
+from claude_parallel_logging import query as q
+from claude_parallel_logging.cli import main
+from claude_parallel_logging.cli.format import fmt_cost, fmt_int
 from tests.populate import (
     CLAUDE_RECORDINGS,
     RECORDED_CLAUDE,

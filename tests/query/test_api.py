@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging import queries as q
-from claude_parallel_logging.queries import (
+from claude_parallel_logging import query as q
+from claude_parallel_logging.query import (
     DatabaseUnavailable,
     LoggingNotConfigured,
     SessionPage,
@@ -706,7 +706,7 @@ def test_cloud_reads_come_from_the_remote(cloud: SyncServer, tmp_path: Path) -> 
     # Another process with its own replica directory sees the same data.
     out = run_python(
         "import sys, claude_parallel_logging as cpl\n"
-        "from claude_parallel_logging import queries as q\n"
+        "from claude_parallel_logging import query as q\n"
         "page = q.list_sessions(limit=1000)\n"
         "print(len(page), page[0].id)\n",
         env={

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging import queries as q
-from claude_parallel_logging.cli import fmt_cost, fmt_int, fmt_ms
+from claude_parallel_logging import query as q
+from claude_parallel_logging.cli.format import fmt_cost, fmt_int, fmt_ms
 from claude_parallel_logging.testing.recorded import load_raw
+from tests.cli.helpers import Cli, rich_run
 from tests.populate import (
     DATA,
     RECORDED_CLAUDE,
@@ -31,8 +32,6 @@ from tests.populate import (
     populate,
     replay_recordings,
 )
-from tests.test_cli import Cli, rich_run
-from tests.test_cli import cli as cli  # the fixture
 
 LONG_MODEL = "claude-sonnet-4-5-20250929"
 COMPACTING = "compacting"

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(
 CHILD = """
 import os, sys
 import claude_parallel_logging, claude_parallel_logging.cli as cli
-import claude_parallel_logging.config, claude_parallel_logging.queries
+import claude_parallel_logging.config, claude_parallel_logging.query
 import claude_parallel_logging.schema, claude_parallel_logging.store
 import claude_parallel_logging.writer
 import turso, shutil, tempfile, json, glob, importlib.metadata, encodings.idna

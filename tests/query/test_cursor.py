@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging import queries as q
-from claude_parallel_logging.queries import InvalidCursor, LoggingNotConfigured
+from claude_parallel_logging import query as q
+from claude_parallel_logging.query import InvalidCursor, LoggingNotConfigured, times
 from tests.populate import (
     BASE_TIME,
     SPAN_DAYS,
@@ -43,7 +43,7 @@ def client(populated: Populated) -> Iterator[cpl.TursoClient]:
 
 
 class Clock:
-    """Stands in for ``queries._now``: what relative ages count back from."""
+    """Stands in for ``query.times._now``: what relative ages count back from."""
 
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -55,7 +55,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock(NOW)
-    monkeypatch.setattr(q, "_now", c)
+    monkeypatch.setattr(times, "_now", c)
     return c
 
 

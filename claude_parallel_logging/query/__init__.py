@@ -1,0 +1,88 @@
+"""Reading the logs back: sessions, transcripts, search and usage figures.
+
+Every function takes an optional ``client`` (default: the shared one) and only reads. In local mode
+each call opens the file briefly (other processes wait for its lock); in cloud mode it reads a
+replica pulled from the remote first, so it sees what every process has pushed, not only ours.
+Rows this process logged but has not yet flushed (or pushed) are not visible: ``flush()`` first.
+
+``records`` (what is returned) · ``access`` (opening the database for reading) · ``times`` ·
+``cursor`` (pages) · ``sessions`` · ``search`` · ``usage`` · ``aio`` (the asyncio forms).
+"""
+
+from ..errors import DatabaseUnavailable, InvalidCursor, LoggingNotConfigured
+from .access import check_readable, missing_file_message, needs_snapshot, snapshot
+from .aio import aget_session, aiter_sessions, alist_sessions, asearch_sessions, ausage_summary
+from .cursor import check_list_arguments, decode_cursor
+from .records import (
+    WHERE_MESSAGE,
+    WHERE_MESSAGE_TOOL_INPUT,
+    WHERE_MESSAGE_TOOL_OUTPUT,
+    WHERE_SESSION_ERROR,
+    WHERE_TOOL_ERROR,
+    WHERE_TOOL_INPUT,
+    WHERE_TOOL_OUTPUT,
+    MessageRecord,
+    SearchHit,
+    SessionDetail,
+    SessionPage,
+    SessionSummary,
+    ToolExecutionRecord,
+    UsageRow,
+)
+from .search import SNIPPET_CONTEXT, search_sessions
+from .sessions import (
+    MIN_PREFIX_LENGTH,
+    get_session,
+    get_stored_transcripts,
+    iter_sessions,
+    list_sessions,
+    sdk_session_ids,
+    short_ids,
+)
+from .times import TimeLike, parse_time
+from .usage import GROUP_BY_CHOICES, GroupBy, usage_summary
+
+__all__ = [
+    "GROUP_BY_CHOICES",
+    "MIN_PREFIX_LENGTH",
+    "SNIPPET_CONTEXT",
+    "WHERE_MESSAGE",
+    "WHERE_MESSAGE_TOOL_INPUT",
+    "WHERE_MESSAGE_TOOL_OUTPUT",
+    "WHERE_SESSION_ERROR",
+    "WHERE_TOOL_ERROR",
+    "WHERE_TOOL_INPUT",
+    "WHERE_TOOL_OUTPUT",
+    "DatabaseUnavailable",
+    "GroupBy",
+    "InvalidCursor",
+    "LoggingNotConfigured",
+    "MessageRecord",
+    "SearchHit",
+    "SessionDetail",
+    "SessionPage",
+    "SessionSummary",
+    "TimeLike",
+    "ToolExecutionRecord",
+    "UsageRow",
+    "aget_session",
+    "aiter_sessions",
+    "alist_sessions",
+    "asearch_sessions",
+    "ausage_summary",
+    "check_list_arguments",
+    "check_readable",
+    "decode_cursor",
+    "get_session",
+    "get_stored_transcripts",
+    "iter_sessions",
+    "list_sessions",
+    "missing_file_message",
+    "needs_snapshot",
+    "parse_time",
+    "sdk_session_ids",
+    "search_sessions",
+    "short_ids",
+    "snapshot",
+    "usage_summary",
+]

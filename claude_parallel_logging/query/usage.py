@@ -1,0 +1,132 @@
+"""Usage figures per agent type, model or day: sessions, success rate, tokens, cost, tool error
+rate and duration percentiles."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from .access import TursoClient, reading
+from .records import UsageRow
+from .sql import NANO, RESULT_ROLE, Filter, filter_clauses
+from .times import TimeLike, duration_ms
+
+GroupBy = Literal["agent_type", "model", "day"]
+GROUP_BY_CHOICES: tuple[str, ...] = ("agent_type", "model", "day")
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default, ``method='inclusive'``)."""
+    if not sorted_values:
+        return None
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    frac = pos - lo
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
+
+
+def usage_summary(
+    group_by: GroupBy | str = "agent_type",
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    *,
+    agent_type: Filter = None,
+    model: Filter = None,
+    client: TursoClient | None = None,
+) -> list[UsageRow]:
+    """Per group (sorted by key): sessions, success rate, tokens, cost, tool error rate and
+    p50/p95 tool duration. A day is the UTC date the session started."""
+    if group_by not in GROUP_BY_CHOICES:
+        raise ValueError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}, got {group_by!r}")
+    key = "substr(s.started_at, 1, 10)" if group_by == "day" else f"s.{group_by}"
+    clauses, params = filter_clauses("s", agent_type, None, model, since, until)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+    def msum(col: str) -> str:
+        return (
+            f"SUM(COALESCE(s.{col}, (SELECT SUM(m.{col}) FROM messages m"
+            f" WHERE m.session_id = s.id AND m.role <> '{RESULT_ROLE}')))"
+        )
+
+    session_sql = (
+        f"SELECT {key} AS k, COUNT(*),"
+        " SUM(CASE WHEN s.status = 'completed' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN s.status = 'running' THEN 1 ELSE 0 END),"
+        f" {msum('input_tokens')}, {msum('output_tokens')},"
+        " SUM(s.cache_read_tokens), SUM(s.cache_creation_tokens),"
+        f" SUM(CAST(ROUND(s.cost_usd * {NANO}) AS INTEGER))"
+        f" FROM sessions s {where} GROUP BY k ORDER BY k"
+    )
+    tool_sql = (
+        f"SELECT {key} AS k, COUNT(*),"
+        " SUM(CASE WHEN t.status = 'running' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN t.status = 'error' THEN 1 ELSE 0 END)"
+        f" FROM tool_executions t JOIN sessions s ON s.id = t.session_id {where} GROUP BY k"
+    )
+    dur_where = " AND ".join([*clauses, "t.duration_ms IS NOT NULL"])
+    duration_sql = (
+        f"SELECT {key} AS k, t.duration_ms FROM tool_executions t"
+        f" JOIN sessions s ON s.id = t.session_id WHERE {dur_where}"
+    )
+    span_sql = (
+        f"SELECT {key} AS k, s.started_at, s.ended_at, s.duration_ms FROM sessions s"
+        f" WHERE {' AND '.join([*clauses, 's.ended_at IS NOT NULL'])}"
+    )
+    with reading(client) as conn:
+        if conn is None:
+            return []
+        session_rows = conn.execute(session_sql, tuple(params)).fetchall()
+        tool_rows = {r[0]: r for r in conn.execute(tool_sql, tuple(params)).fetchall()}
+        durations: dict[Any, list[float]] = {}
+        cur = conn.execute(duration_sql, tuple(params))
+        for _ in range(100_000_000):
+            chunk = cur.fetchmany(5000)
+            if not chunk:
+                break
+            for k, ms in chunk:
+                durations.setdefault(k, []).append(float(ms))
+        walls: dict[Any, list[float]] = {}
+        agents: dict[Any, list[float]] = {}
+        cur = conn.execute(span_sql, tuple(params))
+        for _ in range(100_000_000):
+            chunk = cur.fetchmany(5000)
+            if not chunk:
+                break
+            for k, started, ended, reported in chunk:
+                wall = duration_ms(started, ended)
+                if wall is not None:
+                    walls.setdefault(k, []).append(float(wall))
+                if reported is not None:
+                    agents.setdefault(k, []).append(float(reported))
+    out: list[UsageRow] = []
+    for k, n, done, err, running, itok, otok, cread, ccreate, cost in session_rows:
+        _, tools, tools_running, tool_err = tool_rows.get(k, (k, 0, 0, 0))
+        finished = int(n) - int(running or 0)
+        tools_finished = int(tools) - int(tools_running or 0)
+        ds = sorted(durations.get(k, []))
+        out.append(
+            UsageRow(
+                group="<none>" if k is None else str(k),
+                sessions=int(n),
+                completed=int(done or 0),
+                errors=int(err or 0),
+                running=int(running or 0),
+                success_rate=(int(done or 0) / finished) if finished else None,
+                input_tokens=int(itok or 0),
+                output_tokens=int(otok or 0),
+                cache_read_tokens=int(cread or 0),
+                cache_creation_tokens=int(ccreate or 0),
+                cost_usd=int(cost or 0) / NANO,
+                tool_calls=int(tools),
+                tool_errors=int(tool_err or 0),
+                tool_error_rate=(int(tool_err or 0) / tools_finished) if tools_finished else None,
+                p50_tool_ms=_percentile(ds, 0.5),
+                p95_tool_ms=_percentile(ds, 0.95),
+                p50_wall_ms=_percentile(sorted(walls.get(k, [])), 0.5),
+                p50_agent_ms=_percentile(sorted(agents.get(k, [])), 0.5),
+            )
+        )
+    return out
