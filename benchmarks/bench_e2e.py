@@ -43,7 +43,7 @@ def run(quick: bool) -> list[Result]:
     from claude_agent_sdk import query
 
     from claude_parallel_logging import logged_session
-    from claude_parallel_logging.integrations.claude import ClaudeMapper
+    from claude_parallel_logging.integrations.claude.mapper import ClaudeMapper
     from claude_parallel_logging.testing.anthropic import ScriptedAnthropicServer
     from claude_parallel_logging.testing.claude import scripted_claude_options
 
