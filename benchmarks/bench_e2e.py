@@ -3,7 +3,7 @@ logging, interleaved (the order swaps every pair); the ratio is the median of th
 ratios (the ratio of the medians is in the JSON).
 
 Each run starts a fresh ``ScriptedAnthropicServer`` (one Bash tool call, then a text answer:
-six SDK messages, as in ``tests/test_claude_e2e.py``) and a fresh CLI home, outside the timer.
+six SDK messages, as in ``tests/e2e/test_claude.py``) and a fresh CLI home, outside the timer.
 Timed: iterating ``query()`` to the end. With logging, the timed region also holds the whole
 ``logged_session`` block and ``session.track(stream, prompt=...)`` (the same proxy and mapper
 that instrumentation installs), logging into a real local Turso file; the final ``flush()``
@@ -43,7 +43,7 @@ def run(quick: bool) -> list[Result]:
     from claude_agent_sdk import query
 
     from claude_parallel_logging import logged_session
-    from claude_parallel_logging.integrations.claude import ClaudeMapper
+    from claude_parallel_logging.integrations.claude.mapper import ClaudeMapper
     from claude_parallel_logging.testing.anthropic import ScriptedAnthropicServer
     from claude_parallel_logging.testing.claude import scripted_claude_options
 

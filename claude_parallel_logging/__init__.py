@@ -7,9 +7,10 @@ the database. See README.md for the set-up and the guarantees.
 from .client import TursoClient, aflush, flush, get_turso_client, shutdown, stats
 from .config import Settings, TursoConfig, configure, get_turso_config, reset_configuration
 from .errors import DatabaseUnavailable, InvalidCursor, LoggingNotConfigured, SchemaVersionError
+from .integrations.decorators import logged, logged_session
 from .integrations.instrument import instrument, uninstrument
-from .integrations.opencode import OpencodeMonitor, monitor_opencode
-from .integrations.session import LoggedSession, current_session, logged, logged_session
+from .integrations.opencode.monitor import OpencodeMonitor, monitor_opencode
+from .integrations.session import LoggedSession, current_session
 from .logger import ConversationLogger, SessionInfo
 from .query import (
     MIN_PREFIX_LENGTH,

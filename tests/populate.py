@@ -522,7 +522,7 @@ def replay_recordings() -> list[RecordedSession]:
     messages through the router. Flush afterwards."""
     import asyncio
 
-    from claude_parallel_logging.integrations.opencode import OpencodeRouter
+    from claude_parallel_logging.integrations.opencode.router import OpencodeRouter
     from claude_parallel_logging.testing.recorded import load_recorded
 
     sessions: list[RecordedSession] = []

@@ -1,12 +1,8 @@
-"""``instrument()`` / ``uninstrument()``: wrapt patches of the SDKs, saved and restored.
+"""``instrument()`` / ``uninstrument()``: the registry of our wrapt patches, applied and restored.
 
-Claude: ``InternalClient.process_query`` (what every ``query()`` runs, so a ``query`` imported
-before ``instrument()`` is logged too); ``ClaudeSDKClient.connect/query/receive_messages/
-disconnect/__aexit__`` (class attributes: existing imports of the class are covered); and the
-SDK's ``parse_message`` (both import sites), only to read the CLI's per-turn usage delta that
-the parsed ``ResultMessage`` leaves out.
-
-OpenCode: ``SessionResource.chat`` and ``AsyncSessionResource.chat`` (see ``opencode.py``).
+It knows no SDK: each integration is a module named by a dotted string in ``INTEGRATIONS``
+(imported only when its SDK is installed) whose ``install(patch)`` applies its patch table
+through :func:`patch`. Claude: ``integrations/claude``; OpenCode: ``integrations/opencode/patches``.
 
 Our patches are recognised by their own wrapper type, so a foreign wrapt patch of the same
 attribute is wrapped (and restored) rather than mistaken for ours, and ours is never stacked.
@@ -15,20 +11,24 @@ attribute is wrapped (and restored) rather than mistaken for ours, and ours is n
 from __future__ import annotations
 
 import importlib
-import logging
 import threading
-import weakref
-from collections.abc import AsyncIterable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import wrapt
 
-from .claude import ClaudeMapper, message_kind, remember_raw_result
-from .session import LoggedSession, PromptLog, current_session
-from .stream import TrackedStream
+from .._log import log
+from .settings import agent_types
 
-log = logging.getLogger("claude_parallel_logging")
+# (the SDK's module, the integration module whose ``install(patch)`` patches it)
+INTEGRATIONS: tuple[tuple[str, str], ...] = (
+    ("claude_agent_sdk", "claude_parallel_logging.integrations.claude"),
+    ("opencode_ai", "claude_parallel_logging.integrations.opencode.patches"),
+)
+
+Patcher = Callable[[str, str, Callable[..., Any]], None]
+"""``patch(module, "Owner.attribute", wrapper)``: what an integration's ``install`` is given."""
 
 
 class _Switch:
@@ -59,7 +59,6 @@ class _Applied:
 
 _lock = threading.Lock()
 _patches: list[_Applied] = []
-_settings: dict[str, Any] = {"agent_type": "claude", "opencode_agent_type": "opencode"}
 
 
 def _attribute(owner: Any, attr: str) -> Any:
@@ -86,7 +85,8 @@ def _ours_in(obj: Any) -> _Patch | None:
     return None
 
 
-def _patch(module: str, path: str, wrapper: Callable[..., Any]) -> None:
+def patch(module: str, path: str, wrapper: Callable[..., Any]) -> None:
+    """Wrap ``module.path`` with ``wrapper`` (a wrapt wrapper), remembering the original."""
     owner_name, _, attr = path.rpartition(".")
     mod = importlib.import_module(module)
     owner = getattr(mod, owner_name) if owner_name else mod
@@ -98,10 +98,10 @@ def _patch(module: str, path: str, wrapper: Callable[..., Any]) -> None:
             _patches.append(_Applied(owner, attr, ours.__wrapped__, ours))
         return
     switch = _Switch()
-    patch = _Patch(current, wrapper, enabled=switch)
-    patch._self_cpl_switch = switch
-    setattr(owner, attr, patch)
-    _patches.append(_Applied(owner, attr, current, patch))
+    ours = _Patch(current, wrapper, enabled=switch)
+    ours._self_cpl_switch = switch
+    setattr(owner, attr, ours)
+    _patches.append(_Applied(owner, attr, current, ours))
 
 
 def instrument(agent_type: str = "claude", *, opencode_agent_type: str = "opencode") -> list[str]:
@@ -111,47 +111,23 @@ def instrument(agent_type: str = "claude", *, opencode_agent_type: str = "openco
     ``query()`` (or each ``ClaudeSDKClient``, or each OpenCode session) gets its own session.
     """
     with _lock:
-        _settings["agent_type"] = agent_type
-        _settings["opencode_agent_type"] = opencode_agent_type
+        agent_types.claude = agent_type
+        agent_types.opencode = opencode_agent_type
+        if _patches:
+            owners = {getattr(a.owner, "__module__", None) or a.owner.__name__ for a in _patches}
+            return sorted({name.split(".")[0] for name in owners})
         done: list[str] = []
-        if not _patches:
-            for name, fn in (
-                ("claude_agent_sdk", _instrument_claude),
-                ("opencode_ai", _instrument_opencode),
-            ):
-                try:
-                    importlib.import_module(name)
-                except ImportError:
-                    continue
-                try:
-                    fn()
-                    done.append(name)
-                except Exception:
-                    log.warning(
-                        "claude-parallel-logging: cannot instrument %s", name, exc_info=True
-                    )
-            _instrument_extra(done)
-        else:
-            done = sorted(
-                {getattr(a.owner, "__module__", None) or a.owner.__name__ for a in _patches}
-            )
-            done = sorted({name.split(".")[0] for name in done})
+        for sdk, integration in INTEGRATIONS:
+            try:
+                importlib.import_module(sdk)
+            except ImportError:
+                continue
+            try:
+                importlib.import_module(integration).install(patch)
+                done.append(sdk)
+            except Exception:
+                log.warning("cannot instrument %s", sdk, exc_info=True)
         return done
-
-
-def _instrument_extra(done: list[str]) -> None:
-    """Other SDKs register here (OpenCode)."""
-    for hook in _extra_instrumenters:
-        try:
-            name = hook()
-        except Exception:
-            log.warning("claude-parallel-logging: instrumentation hook failed", exc_info=True)
-            continue
-        if name:
-            done.append(name)
-
-
-_extra_instrumenters: list[Callable[[], str | None]] = []
 
 
 def uninstrument() -> None:
@@ -175,324 +151,11 @@ def uninstrument() -> None:
 
 
 def is_instrumented() -> bool:
+    """Whether our patches are applied (``instrument()`` ran and no ``uninstrument()`` since)."""
     return bool(_patches)
 
 
 def instrument_if_available() -> None:
+    """Patch the SDKs unless done already, keeping the agent types last given to ``instrument()``."""
     if not _patches:
-        instrument(_settings["agent_type"], opencode_agent_type=_settings["opencode_agent_type"])
-
-
-def _instrument_opencode() -> None:
-    from .opencode import instrument_opencode
-
-    instrument_opencode(_patch)
-
-
-def _guard(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run logging code; a failure is logged at debug level and never reaches the agent."""
-    try:
-        return fn(*args)
-    except Exception:
-        log.debug("claude-parallel-logging: instrumentation failed", exc_info=True)
-        return None
-
-
-# ----- Claude -------------------------------------------------------------------------------
-
-
-def _instrument_claude() -> None:
-    client = "claude_agent_sdk.client"
-    _patch("claude_agent_sdk._internal.client", "InternalClient.process_query", _process_query)
-    _patch(client, "ClaudeSDKClient.connect", _client_connect)
-    _patch(client, "ClaudeSDKClient.query", _client_query)
-    _patch(client, "ClaudeSDKClient.receive_messages", _client_receive)
-    _patch(client, "ClaudeSDKClient.disconnect", _client_disconnect)
-    _patch(client, "ClaudeSDKClient.__aexit__", _client_aexit)
-    # Optional: only adds exactness to per-turn figures; an SDK that moved it still works.
-    for module in (
-        "claude_agent_sdk._internal.message_parser",
-        "claude_agent_sdk._internal.client",
-    ):
-        try:
-            _patch(module, "parse_message", _parse_message)
-        except Exception:
-            log.debug("claude-parallel-logging: parse_message not patched", exc_info=True)
-
-
-def _parse_message(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    message = wrapped(*args, **kwargs)
-    if message is not None and message_kind(message) == "ResultMessage":
-        _guard(remember_raw_result, message, args[0] if args else kwargs.get("data"))
-    return message
-
-
-def _model_of(options: Any) -> str | None:
-    model = getattr(options, "model", None)
-    return model if isinstance(model, str) else None
-
-
-def _new_session(options: Any) -> LoggedSession | None:
-    session = LoggedSession(
-        _settings["agent_type"],
-        model=_model_of(options),
-        provider="anthropic",
-        instrument=False,
-    )
-    if not session.logger.enabled:
-        return None
-    session.start()
-    return session
-
-
-def _prompt_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
-    if "prompt" in kwargs:
-        return True, kwargs["prompt"]
-    if args:
-        return True, args[0]
-    return False, None
-
-
-def _replace_prompt(
-    args: tuple[Any, ...], kwargs: dict[str, Any], prompt: Any
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if "prompt" in kwargs:
-        return args, {**kwargs, "prompt": prompt}
-    return (prompt, *args[1:]), kwargs
-
-
-def _with_prompt(
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    resolve: Callable[[], LoggedSession | None],
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Log a string prompt now; pass a streamed one through :class:`PromptLog` (same items),
-    which logs each message as the SDK reads it into the session ``resolve`` names then."""
-    found, prompt = _prompt_arg(args, kwargs)
-    if not found or prompt is None:
-        return args, kwargs
-    if isinstance(prompt, str):
-        session = resolve()
-        if session is not None:
-            session.log_prompt(prompt, from_sdk=True)
-    elif isinstance(prompt, AsyncIterable) and not isinstance(prompt, PromptLog):
-        return _replace_prompt(args, kwargs, PromptLog(prompt, resolve, from_sdk=True))
-    return args, kwargs
-
-
-def _process_query(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    try:
-        session = current_session()
-        owned = False
-        if session is None:
-            options = kwargs.get("options", args[1] if len(args) > 1 else None)
-            session = _new_session(options)
-            owned = True
-        if session is None:
-            return wrapped(*args, **kwargs)
-        fixed = session
-        new_args, new_kwargs = _with_prompt(tuple(args), dict(kwargs), lambda: fixed)
-        mapper = ClaudeMapper(session, owned=owned)
-    except Exception:
-        log.debug("claude-parallel-logging: instrumentation failed", exc_info=True)
-        return wrapped(*args, **kwargs)
-    # A session of its own ends with the stream, or with the consumer's task if that ends first.
-    stream = wrapped(*new_args, **new_kwargs)
-    return TrackedStream(stream, mapper.observe, mapper.finish, watch_task=owned)
-
-
-# ----- ClaudeSDKClient ------------------------------------------------------------------------
-
-
-@dataclass
-class _ClientState:
-    """What instrumentation knows about one ``ClaudeSDKClient`` (never references it)."""
-
-    owned: LoggedSession | None = None  # its own session, opened for the first thing to log
-    mappers: dict[str, ClaudeMapper] = field(default_factory=dict)
-    failure: BaseException | str | None = None  # why the owned session should end as error
-    open_turn: bool = False  # a prompt was sent and its result not seen yet
-    connecting: bool = False
-    finalizer: Any = None
-
-
-_clients_lock = threading.Lock()
-_clients: weakref.WeakKeyDictionary[Any, _ClientState] = weakref.WeakKeyDictionary()
-
-
-def _state(client: Any) -> _ClientState:
-    with _clients_lock:
-        state = _clients.get(client)
-        if state is None:
-            state = _clients[client] = _ClientState()
-        return state
-
-
-def _client_session(client: Any) -> tuple[LoggedSession, ClaudeMapper] | None:
-    """The session a ``ClaudeSDKClient`` logs into now: the current one, else its own (opened
-    here, so a client that only connects or only serves other sessions opens none)."""
-    state = _state(client)
-    session = current_session()
-    if session is None:
-        if state.owned is None or state.owned.ended:
-            state.owned = _new_session(getattr(client, "options", None))
-            if state.owned is not None:
-                state.failure, state.open_turn = None, False
-                if state.finalizer is not None:
-                    state.finalizer.detach()
-                state.finalizer = weakref.finalize(client, _client_dropped, state)
-        session = state.owned
-    if session is None:
-        return None
-    mapper = state.mappers.get(session.id)
-    if mapper is None:
-        mapper = ClaudeMapper(session)
-        state.mappers = {session.id: mapper}
-    return session, mapper
-
-
-def _resolver(client: Any) -> Callable[[], LoggedSession | None]:
-    ref = weakref.ref(client)
-
-    def resolve() -> LoggedSession | None:
-        target = ref()
-        found = _client_session(target) if target is not None else None
-        if found is None:
-            return None
-        if target is not None:
-            _state(target).open_turn = True
-        return found[0]
-
-    return resolve
-
-
-def _end_owned(state: _ClientState, outcome: BaseException | str | None) -> None:
-    owned = state.owned
-    if owned is None or owned.ended:
-        return
-    if outcome is None:
-        outcome = state.failure
-    if outcome is None and state.open_turn:
-        outcome = "disconnected before the result"
-    owned.end(outcome)
-    state.failure, state.open_turn = None, False
-    if state.finalizer is not None:
-        state.finalizer.detach()
-        state.finalizer = None
-
-
-def _client_dropped(state: _ClientState) -> None:
-    """The client was garbage collected without ``disconnect()``."""
-    if state.failure is None and state.open_turn:
-        state.failure = "client dropped before the result"
-    _end_owned(state, None)
-
-
-def _connect_failed(client: Any, exc: BaseException) -> None:
-    """Outside any session a failed start is worth a session of its own, ended as error;
-    inside one the exception reaches the block (which records it if it lets it through)."""
-    session = current_session()
-    if session is not None:
-        session.logger.log_message(
-            "event", f"{type(exc).__name__}: {exc}", metadata={"type": "connect_failed"}
-        )
-        return
-    state = _state(client)
-    if _client_session(client) is not None:
-        _end_owned(state, exc)
-
-
-async def _client_connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    state: _ClientState | None = None
-    try:
-        state = _state(instance)
-        args, kwargs = _with_prompt(tuple(args), dict(kwargs), _resolver(instance))
-        state.connecting = True
-    except Exception:
-        log.debug("claude-parallel-logging: instrumentation failed", exc_info=True)
-    try:
-        return await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        if state is not None:
-            state.connecting = False
-            _guard(_connect_failed, instance, exc)
-        raise
-    finally:
-        if state is not None:
-            state.connecting = False
-
-
-async def _client_query(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    try:
-        args, kwargs = _with_prompt(tuple(args), dict(kwargs), _resolver(instance))
-    except Exception:
-        log.debug("claude-parallel-logging: instrumentation failed", exc_info=True)
-    return await wrapped(*args, **kwargs)
-
-
-def _client_receive(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    stream = wrapped(*args, **kwargs)
-    try:
-        ref = weakref.ref(instance)
-        state = _state(instance)
-        last: list[LoggedSession | None] = [None]
-
-        def observe(msg: Any) -> None:
-            # Resolved per message: each turn goes to the session current while it is read.
-            client = ref()
-            found = _client_session(client) if client is not None else None
-            if found is None:
-                return
-            session, mapper = found
-            last[0] = session
-            if message_kind(msg) == "ResultMessage":
-                state.open_turn = False
-                if not getattr(msg, "is_error", False) and session is state.owned:
-                    state.failure = None  # a later turn succeeded: the client went on
-            mapper.observe(msg)
-
-        def finish(outcome: BaseException | str | None) -> None:
-            # A turn's stream ends after each response, or is left after the result (normal);
-            # cancellation or an error is remembered and ends the own session at disconnect.
-            if outcome is None or outcome == "closed":
-                return
-            if last[0] is not None and last[0] is state.owned:
-                state.failure = outcome
-            elif last[0] is None and current_session() is None:
-                state.failure = outcome
-
-        return TrackedStream(stream, observe, finish)
-    except Exception:
-        log.debug("claude-parallel-logging: instrumentation failed", exc_info=True)
-        return stream
-
-
-def _disconnected(client: Any, exc: BaseException | None) -> None:
-    state = _clients.get(client)
-    if state is None or state.connecting:  # a failed connect() disconnects: handled there
-        return
-    _end_owned(state, exc)
-
-
-async def _client_disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _guard(_disconnected, instance, exc)
-        raise
-    _guard(_disconnected, instance, None)
-    return result
-
-
-def _note_exit(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    exc = args[1] if len(args) > 1 else kwargs.get("exc_val")
-    state = _clients.get(client)
-    if isinstance(exc, BaseException) and state is not None:
-        state.failure = exc
-
-
-async def _client_aexit(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """``async with ClaudeSDKClient()`` left by an exception: its own session ends with it
-    (``__aexit__`` then disconnects, which ends the session)."""
-    _guard(_note_exit, instance, tuple(args), dict(kwargs))
-    return await wrapped(*args, **kwargs)
+        instrument(agent_types.claude, opencode_agent_type=agent_types.opencode)

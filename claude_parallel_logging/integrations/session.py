@@ -1,34 +1,56 @@
-"""Logged sessions: the ``with`` block, the decorator, and the context that instrumented SDK
-calls attach to."""
+"""Logged sessions: :class:`LoggedSession` and the context that instrumented SDK calls attach to.
+
+SDK-agnostic: a stream is mapped by the mapper given to :meth:`LoggedSession.track`; without one,
+the Claude mapper, loaded by dotted name (``DEFAULT_MAPPER``) the first time it is needed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextvars
-import functools
-import inspect
-import json
-import logging
-import reprlib
+import importlib
 import threading
-import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .._log import log
 from ..client import TursoClient
 from ..ids import new_session_id
 from ..logger import _DEFAULT, ConversationLogger, SessionInfo
-from .claude import ClaudeMapper, prompt_text
-from .stream import TrackedStream
+from .instrument import instrument_if_available
+from .prompts import PromptLog, message_prompt_text
+from .stream import Outcome, TrackedStream
 
-log = logging.getLogger("claude_parallel_logging")
-
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from .decorators import LoggedCall
 
 _current: contextvars.ContextVar[LoggedSession | None] = contextvars.ContextVar(
     "claude_parallel_logging_session", default=None
 )
+
+# What ``track()`` maps a stream with when no mapper is given (``module:attribute``).
+DEFAULT_MAPPER = "claude_parallel_logging.integrations.claude.mapper:ClaudeMapper"
+
+
+class StreamMapper(Protocol):
+    """Maps the items of one SDK stream into a session (an SDK integration provides one)."""
+
+    def observe(self, msg: Any) -> None: ...
+
+    def finish(self, outcome: Outcome) -> None: ...
+
+
+_default_mapper: Callable[[LoggedSession], StreamMapper] | None = None
+
+
+def _mapper_for(session: LoggedSession) -> StreamMapper:
+    global _default_mapper
+    if _default_mapper is None:
+        module, _, name = DEFAULT_MAPPER.partition(":")
+        _default_mapper = getattr(importlib.import_module(module), name)
+    return _default_mapper(session)
+
 
 _SEEN_WINDOW = 512
 
@@ -46,6 +68,19 @@ TOTAL_KEYS = (
 def current_session() -> LoggedSession | None:
     """The logged session the running code belongs to, if any."""
     return _current.get()
+
+
+def set_current(session: LoggedSession | None) -> contextvars.Token[LoggedSession | None]:
+    """Make ``session`` the current one (what instrumented calls attach to)."""
+    return _current.set(session)
+
+
+def reset_current(token: contextvars.Token[LoggedSession | None]) -> None:
+    """Undo :func:`set_current`; in another context than it was set in, clear it instead."""
+    try:
+        _current.reset(token)
+    except ValueError:  # reset in another context (e.g. a different task)
+        _current.set(None)
 
 
 def _exit_status(exc: BaseException | str | None) -> tuple[str, str | None]:
@@ -112,7 +147,8 @@ class LoggedSession:
             self._started = True
         try:
             if self._auto_instrument:
-                _auto_instrument()
+                # Sessions log SDK calls made inside them without ``track``: patch the SDKs once.
+                instrument_if_available()
             self.logger.start_session(
                 SessionInfo(
                     id=self.id,
@@ -123,7 +159,7 @@ class LoggedSession:
                 )
             )
         except Exception:
-            log.debug("claude-parallel-logging: start_session failed", exc_info=True)
+            log.debug("start_session failed", exc_info=True)
         return self
 
     def end(self, outcome: BaseException | str | None = None) -> None:
@@ -137,7 +173,7 @@ class LoggedSession:
             try:
                 call.record(self)
             except Exception:
-                log.debug("claude-parallel-logging: cannot log the decorated call", exc_info=True)
+                log.debug("cannot log the decorated call", exc_info=True)
         try:
             status, message = _exit_status(outcome)
             if status == "completed" and self._result_error is not None:
@@ -150,16 +186,16 @@ class LoggedSession:
             if durations:
                 extra["duration_ms"] = sum(durations)
         except Exception:
-            log.debug("claude-parallel-logging: cannot describe the outcome", exc_info=True)
+            log.debug("cannot describe the outcome", exc_info=True)
             status, message, extra = "error", "unknown outcome", {}
         try:
             self.logger.end_session(status, message, **extra)
         except Exception:
-            log.debug("claude-parallel-logging: end_session failed", exc_info=True)
+            log.debug("end_session failed", exc_info=True)
 
     def __enter__(self) -> LoggedSession:
         self.start()
-        self._token = _current.set(self)
+        self._token = set_current(self)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -175,10 +211,7 @@ class LoggedSession:
     def _reset_context(self) -> None:
         token, self._token = self._token, None
         if token is not None:
-            try:
-                _current.reset(token)
-            except ValueError:  # exited in another context (e.g. a different task)
-                _current.set(None)
+            reset_current(token)
 
     # ----- what integrations call -------------------------------------------------------------
 
@@ -187,7 +220,7 @@ class LoggedSession:
         stream: Any,
         prompt: Any = None,
         *,
-        mapper: ClaudeMapper | None = None,
+        mapper: StreamMapper | None = None,
     ) -> Any:
         """Log every message of an SDK stream into this session; returns a transparent proxy.
 
@@ -206,9 +239,9 @@ class LoggedSession:
             try:
                 self._track_prompt(prompt)
             except Exception:  # logging must never raise into the agent
-                log.debug("claude-parallel-logging: cannot log the prompt", exc_info=True)
+                log.debug("cannot log the prompt", exc_info=True)
         if mapper is None:
-            mapper = ClaudeMapper(self)
+            mapper = _mapper_for(self)
         return TrackedStream(stream, mapper.observe, mapper.finish)
 
     def _track_prompt(self, prompt: Any) -> None:
@@ -220,11 +253,11 @@ class LoggedSession:
             # Our PromptLog logs as the SDK reads it; any other one is not observable from here.
             if not isinstance(prompt, PromptLog):
                 log.debug(
-                    "claude-parallel-logging: a streamed prompt given to track() is logged only"
+                    "a streamed prompt given to track() is logged only"
                     " when passed through session.logged_prompts() (or an instrumented call)"
                 )
             return
-        text = prompt if isinstance(prompt, str) else _dict_prompt_text(prompt)
+        text = prompt if isinstance(prompt, str) else message_prompt_text(prompt)
         if text is not None:
             with self._lock:
                 if text in self._sdk_prompts:  # an instrumented call already logged it
@@ -274,7 +307,7 @@ class LoggedSession:
         if isinstance(prompt, str):
             text: str | None = prompt
         elif isinstance(prompt, dict):
-            text = _dict_prompt_text(prompt)
+            text = message_prompt_text(prompt)
         else:
             return
         if from_sdk and text is not None:
@@ -344,250 +377,3 @@ class LoggedSession:
 
     def clear_result_error(self) -> None:
         self._result_error = None
-
-
-def logged_session(
-    agent_type: str,
-    model: str | None = None,
-    provider: str | None = "anthropic",
-    metadata: dict[str, Any] | None = None,
-    **kwargs: Any,
-) -> LoggedSession:
-    """``with``/``async with logged_session("review"):`` — everything inside is one session."""
-    return LoggedSession(agent_type, model, provider, metadata, **kwargs)
-
-
-def logged(
-    agent_type: str,
-    model: str | None = None,
-    provider: str | None = "anthropic",
-    metadata: dict[str, Any] | None = None,
-    **kwargs: Any,
-) -> Callable[[F], F]:
-    """Decorate an agent function (async, sync or async generator): each call is one session.
-
-    The wrapper is of the same kind as the function (``inspect.iscoroutinefunction`` /
-    ``isasyncgenfunction`` hold) and keeps its name, docstring and signature. A generator whose
-    consumer stops early (``break``, ``aclose()``) ends ``completed``: the consumer chose to stop,
-    the agent did not fail.
-    """
-
-    def decorate(fn: F) -> F:
-        def new() -> LoggedSession:
-            return LoggedSession(agent_type, model, provider, metadata, **kwargs)
-
-        if inspect.isasyncgenfunction(fn):
-            return _generator_wrapper(fn, new)  # type: ignore[return-value]
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kw: Any) -> Any:
-                async with new() as session:
-                    session.call = call = LoggedCall(fn, args, kw)
-                    result = await fn(*args, **kw)
-                    call.returned(result)
-                    return result
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def sync_wrapper(*args: Any, **kw: Any) -> Any:
-            with new() as session:
-                session.call = call = LoggedCall(fn, args, kw)
-                result = fn(*args, **kw)
-                call.returned(result)
-                return result
-
-        return sync_wrapper  # type: ignore[return-value]
-
-    return decorate
-
-
-def _restore(token: contextvars.Token[LoggedSession | None]) -> None:
-    try:
-        _current.reset(token)
-    except ValueError:  # reset in another context than it was set in
-        _current.set(None)
-
-
-def _generator_wrapper(
-    fn: Callable[..., AsyncGenerator[Any, Any]], new: Callable[[], LoggedSession]
-) -> Callable[..., AsyncGenerator[Any, Any]]:
-    """A real async generator function that runs ``fn``'s generator inside one session.
-
-    It delegates by hand (``asend``/``athrow``/``aclose``, as ``yield from`` would) so that the
-    session is current only while the agent's body runs, not while the consumer handles an
-    item. The session starts on the first iteration and ends when the generator finishes.
-    """
-
-    @functools.wraps(fn)
-    async def agen_wrapper(*args: Any, **kw: Any) -> AsyncGenerator[Any, Any]:
-        session = new()
-        session.call = LoggedCall(fn, args, kw)  # its input; a generator returns nothing
-        token = _current.set(session)
-        try:
-            session.start()
-            agen = fn(*args, **kw)
-        finally:
-            _restore(token)
-        outcome: BaseException | str | None = None
-        # A CancelledError thrown in while the generator waits at ``yield`` did not interrupt the
-        # agent: the consumer stopped. That is how an unfinished generator's ``aclose()`` ends
-        # when ``asyncio.run`` returns right after a ``break`` (the loop cancels the pending
-        # close task): it ends ``completed``, like ``aclose()`` itself.
-        stopped: BaseException | None = None
-        try:
-            sent: Any = None
-            thrown: BaseException | None = None
-            while True:
-                token = _current.set(session)
-                try:
-                    if thrown is None:
-                        item = await agen.asend(sent)
-                    else:
-                        exc, thrown = thrown, None
-                        item = await agen.athrow(exc)
-                except StopAsyncIteration:
-                    return
-                finally:
-                    _restore(token)
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    # The consumer stopped early (break + aclose, or garbage collection):
-                    # close the agent's generator inside its session, then end as completed.
-                    token = _current.set(session)
-                    try:
-                        await agen.aclose()
-                    finally:
-                        _restore(token)
-                    raise
-                except BaseException as exc:  # athrow(): pass it on to the agent's generator
-                    thrown = exc
-                    if isinstance(exc, asyncio.CancelledError):
-                        stopped = exc
-        except GeneratorExit:
-            outcome = None
-            raise
-        except BaseException as exc:
-            outcome = None if exc is stopped else exc
-            raise
-        finally:
-            session.end(outcome)
-
-    return agen_wrapper
-
-
-_NO_RESULT: Any = object()
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 6, 100, 100, 100
-_REPR.maxset, _REPR.maxstring, _REPR.maxother = 100, 100_000, 10_000
-
-
-class LoggedCall:
-    """A ``@logged`` call: its arguments and return value, kept (not converted) until the
-    session ends, and logged only when the body logged no message itself (a custom agent
-    without SDK calls); otherwise the SDK calls' own prompts and answers are the transcript."""
-
-    __slots__ = ("args", "fn", "kwargs", "result", "started")
-
-    def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.result: Any = _NO_RESULT
-        self.started = time.time()
-
-    def returned(self, result: Any) -> None:
-        self.result = result
-
-    def record(self, session: LoggedSession) -> None:
-        logger = session.logger
-        if not logger.enabled or logger.messages_logged() != 0:
-            return
-        logger.log_message(
-            "user",
-            self.prompt(),
-            created_at=self.started,
-            metadata={"logged_call": getattr(self.fn, "__qualname__", repr(self.fn))},
-        )
-        if self.result is not _NO_RESULT and self.result is not None:
-            logger.log_message("assistant", _text(self.result), metadata={"logged_call": "return"})
-
-    def prompt(self) -> str:
-        """A ``prompt`` argument that is a string, else the first string argument, else the
-        arguments as JSON (their repr when they are not JSON)."""
-        try:
-            bound = inspect.signature(self.fn).bind_partial(*self.args, **self.kwargs).arguments
-        except (TypeError, ValueError):  # no signature, or a call the body rejected
-            bound = {**{f"arg{i}": a for i, a in enumerate(self.args)}, **self.kwargs}
-        if isinstance(bound.get("prompt"), str):
-            return str(bound["prompt"])
-        for value in bound.values():
-            if isinstance(value, str):
-                return value
-        return _text({k: v for k, v in bound.items() if k not in ("self", "cls")})
-
-
-def _text(value: Any) -> str:
-    """A value as message text: a string as it is, else JSON, else a bounded repr."""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False, default=_REPR.repr)
-    except (TypeError, ValueError, RecursionError):
-        return _REPR.repr(value)
-
-
-class PromptLog:
-    """A streamed prompt passed through to the SDK: the same items, in the same order; each
-    message is logged (as a ``user`` row) when the SDK reads it."""
-
-    def __init__(
-        self,
-        source: AsyncIterable[Any],
-        resolve: Callable[[], LoggedSession | None],
-        *,
-        from_sdk: bool = False,
-    ) -> None:
-        self._source = source
-        self._resolve = resolve
-        self._from_sdk = from_sdk
-        self._iter: AsyncIterator[Any] | None = None
-
-    def __aiter__(self) -> PromptLog:
-        return self
-
-    async def __anext__(self) -> Any:
-        if self._iter is None:
-            self._iter = self._source.__aiter__()
-        item = await self._iter.__anext__()
-        try:
-            session = self._resolve()
-            if session is not None:
-                session.log_prompt(item, from_sdk=self._from_sdk)
-        except Exception:  # logging must never raise into the agent
-            log.debug("claude-parallel-logging: cannot log a streamed prompt", exc_info=True)
-        return item
-
-    async def aclose(self) -> None:
-        closer = getattr(self._iter if self._iter is not None else self._source, "aclose", None)
-        if closer is not None:
-            await closer()
-
-
-def _dict_prompt_text(prompt: Any) -> str | None:
-    if not isinstance(prompt, dict):
-        return None
-    message = prompt.get("message")
-    return prompt_text(message.get("content") if isinstance(message, dict) else None)
-
-
-def _auto_instrument() -> None:
-    """Sessions log SDK calls made inside them without ``track``: patch the SDKs once."""
-    from .instrument import instrument_if_available
-
-    instrument_if_available()

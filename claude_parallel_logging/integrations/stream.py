@@ -20,7 +20,6 @@ session a ``query()`` creates for itself):
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -28,18 +27,11 @@ from typing import Any
 
 import wrapt
 
-log = logging.getLogger("claude_parallel_logging")
+from .._log import guard, log
 
 Outcome = BaseException | str | None
 Observer = Callable[[Any], None]
 Finisher = Callable[[Outcome], None]
-
-
-def _safe(fn: Callable[..., None], *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:  # logging must never break the agent
-        log.debug("claude-parallel-logging: observer failed", exc_info=True)
 
 
 def task_outcome(task: asyncio.Future[Any]) -> Outcome:
@@ -85,8 +77,8 @@ class StreamEnd:
             try:  # a long-lived task must not collect one callback per finished stream
                 task.remove_done_callback(self._on_task_done)
             except Exception:
-                log.debug("claude-parallel-logging: cannot detach", exc_info=True)
-        _safe(self._finish, outcome)
+                log.debug("cannot detach", exc_info=True)
+        guard(self._finish, outcome)
 
     def watch_current_task(self) -> None:
         """End with the consumer's task if the stream has not ended by then. Called on every
@@ -167,7 +159,7 @@ class TrackedStream(wrapt.ObjectProxy):  # type: ignore[misc, type-arg]
         except BaseException as exc:
             self._self_end(exc)
             raise
-        _safe(self._self_observe, item)
+        guard(self._self_observe, item)
         return item
 
     def __aiter__(self) -> TrackedStream:

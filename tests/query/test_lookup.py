@@ -12,7 +12,7 @@ import pytest
 
 import claude_parallel_logging as cpl
 from claude_parallel_logging import query as q
-from claude_parallel_logging.integrations.opencode import OpencodeRouter
+from claude_parallel_logging.integrations.opencode.router import OpencodeRouter
 from claude_parallel_logging.testing.recorded import load_raw, load_recorded
 from tests.conftest import query
 

@@ -31,13 +31,14 @@ from hypothesis import strategies as st
 
 import claude_parallel_logging as cpl
 from claude_parallel_logging.client import get_turso_client
-from claude_parallel_logging.integrations.claude import MAX_BLOCKS, reset_ledgers
+from claude_parallel_logging.integrations.claude.blocks import MAX_BLOCKS
+from claude_parallel_logging.integrations.claude.usage import reset_ledgers
 from claude_parallel_logging.serialize import TRUNCATED_MARK
 from claude_parallel_logging.store import MESSAGE_INSERT, MESSAGE_UPSERT, TOOL_INSERT, TOOL_UPSERT
 from claude_parallel_logging.testing.recorded import load_raw
 from tests.conftest import query
 
-DATA = Path(__file__).parent / "data" / "claude"
+DATA = Path(__file__).resolve().parents[2] / "data" / "claude"
 RECORDINGS = sorted(p.name for p in DATA.glob("*.jsonl"))
 # Events one message may cause: a row and a tool execution per mapped block, a summary row,
 # usage/session updates. A constant: it does not grow with the message.

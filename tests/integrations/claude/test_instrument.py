@@ -13,7 +13,7 @@ import wrapt
 from claude_agent_sdk import ResultMessage, query
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.integrations import claude as mapping
+from claude_parallel_logging.integrations.claude import usage as mapping
 from claude_parallel_logging.integrations.instrument import is_instrumented
 from claude_parallel_logging.testing.anthropic import ScriptedAnthropicServer, Usage, text_turn
 from claude_parallel_logging.testing.claude import scripted_claude_options

@@ -18,19 +18,23 @@ Token and cost accounting (what the CLI reports, checked on CLI 2.1.330):
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import itertools
-import logging
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .session import LoggedSession
+from ..._log import log
+from ..shapes import PREVIEW_ITEMS, as_int, describe, int_at
+from .blocks import (
+    MAX_BLOCKS,
+    block_data,
+    error_detail,
+    message_kind,
+    tool_result_text,
+)
+from .usage import turn_figures
 
-log = logging.getLogger("claude_parallel_logging")
+if TYPE_CHECKING:
+    from ..session import LoggedSession
 
 _INIT_METADATA = {
     "cwd": "cwd",
@@ -43,301 +47,6 @@ _INIT_METADATA = {
 }
 
 SYNTHETIC_MODEL = "<synthetic>"  # the CLI's stand-in message for an API error: no API usage
-
-_KINDS = ("SystemMessage", "AssistantMessage", "UserMessage", "ResultMessage", "StreamEvent")
-_kind_cache: dict[type, str] = {}
-
-
-def message_kind(obj: Any) -> str:
-    """The SDK class name, walking bases so subclasses (TaskStartedMessage) map like parents."""
-    cls = type(obj)
-    kind = _kind_cache.get(cls)
-    if kind is None:
-        kind = next((c.__name__ for c in cls.__mro__ if c.__name__ in _KINDS), cls.__name__)
-        _kind_cache[cls] = kind
-    return kind
-
-
-_kind = message_kind
-
-
-# Content blocks mapped one by one per message; the rest are summarised in one row, so a
-# message of any size costs the consumer's task a bounded number of rows (and of steps).
-MAX_BLOCKS = 100
-_PREVIEW_CHARS = 200
-_PREVIEW_ITEMS = 8
-
-
-def describe(value: Any) -> dict[str, Any]:
-    """A bounded description of a value of an unexpected shape: its type, size and a short
-    preview. Never walks the value whole, never iterates an iterator, never raises."""
-    out: dict[str, Any] = {"type": type(value).__name__}
-    try:
-        if isinstance(value, str):
-            out["length"] = len(value)
-            out["preview"] = value[:_PREVIEW_CHARS]
-        elif isinstance(value, (bytes, bytearray)):
-            out["length"] = len(value)
-            out["preview"] = bytes(value[:_PREVIEW_CHARS]).decode("utf-8", "replace")
-        elif isinstance(value, dict):
-            out["length"] = len(value)
-            out["keys"] = [
-                k[:_PREVIEW_CHARS] if isinstance(k, str) else f"<{type(k).__name__}>"
-                for k in itertools.islice(value, _PREVIEW_ITEMS)
-            ]
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            out["length"] = len(value)
-            out["item_types"] = [type(v).__name__ for v in itertools.islice(value, _PREVIEW_ITEMS)]
-        elif value is None or isinstance(value, (bool, float)):
-            out["value"] = value
-        elif isinstance(value, int) and -(2**63) <= value < 2**63:
-            out["value"] = value
-    except Exception:  # a hostile __len__ or __iter__: the type name is enough
-        pass
-    return out
-
-
-def tool_result_text(content: Any) -> str | None:
-    """ToolResultBlock content is a string or a list of content blocks (text, image, ...);
-    at most ``MAX_BLOCKS`` of them are read."""
-    if content is None or isinstance(content, str):
-        return content
-    if isinstance(content, (list, tuple)):
-        parts: list[str] = []
-        for item in content[:MAX_BLOCKS]:
-            if isinstance(item, dict):
-                if item.get("type") == "text":
-                    text = item.get("text", "")
-                    parts.append(text if isinstance(text, str) else _placeholder(text))
-                else:
-                    parts.append(_placeholder(item.get("type", "block")))
-            elif isinstance(item, str):
-                parts.append(item)
-            else:
-                text = getattr(item, "text", None)
-                parts.append(text if isinstance(text, str) else f"[{type(item).__name__}]")
-        if len(content) > MAX_BLOCKS:
-            parts.append(f"[{len(content) - MAX_BLOCKS} more blocks]")
-        return "\n".join(parts)
-    if isinstance(content, (int, float)):
-        return str(content)
-    return _placeholder(content)
-
-
-def _placeholder(value: Any) -> str:
-    """``[name]`` for a short string (a block type), ``[TypeName]`` for anything else."""
-    if isinstance(value, str) and len(value) <= _PREVIEW_CHARS:
-        return f"[{value}]"
-    return f"[{type(value).__name__}]"
-
-
-def _count(value: Any) -> int:
-    """A count or duration the SDK reports, 0 when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return 0
-    try:
-        return int(value)
-    except (OverflowError, ValueError):
-        return 0
-
-
-def _error_detail(errors: Any) -> str | None:
-    if not errors:
-        return None
-    if isinstance(errors, (list, tuple)):
-        shown = [e if isinstance(e, str) else _placeholder(e) for e in errors[:_PREVIEW_ITEMS]]
-        more = len(errors) - len(shown)
-        return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
-    return errors if isinstance(errors, str) else _placeholder(errors)
-
-
-def prompt_text(content: Any) -> str | None:
-    """The searchable text of a prompt's content: a string, or its text blocks joined."""
-    if content is None or isinstance(content, str):
-        return content
-    if isinstance(content, (list, tuple)):
-        texts = [
-            str(b.get("text", "")) if isinstance(b, dict) else str(getattr(b, "text", ""))
-            for b in content
-            if (isinstance(b, dict) and b.get("type") == "text") or type(b).__name__ == "TextBlock"
-        ]
-        return "\n".join(texts) if texts else None
-    return None
-
-
-def block_data(block: Any) -> Any:
-    """An unknown block as data the writer can store as JSON (dataclasses and dicts already
-    are; a plain object's attributes are copied so its type name and fields survive)."""
-    if isinstance(block, dict) or dataclasses.is_dataclass(block):
-        return block
-    attrs = getattr(block, "__dict__", None)
-    if isinstance(attrs, dict):
-        return {"__type__": type(block).__name__, **attrs}
-    return block
-
-
-def _int(usage: Any, key: str) -> int | None:
-    if not isinstance(usage, dict):
-        return None
-    v = usage.get(key)
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-# ----- per-turn figures from cumulative reports -------------------------------------------------
-
-_TOKEN_KEYS = ("inputTokens", "outputTokens", "cacheReadInputTokens", "cacheCreationInputTokens")
-
-
-@dataclass(frozen=True)
-class TurnFigures:
-    """What one turn (one ``ResultMessage``) used, all models and subagents included."""
-
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    cost_usd: float | None
-    source: str  # where the tokens come from: model_usage_since_last_result, model_usage, usage
-
-
-def _model_usage_sums(model_usage: Any) -> tuple[tuple[int, ...], float | None] | None:
-    """Token sums over models (and their summed cost), or None when nothing is reported."""
-    if not isinstance(model_usage, dict) or not model_usage:
-        return None
-    sums = [0, 0, 0, 0]
-    cost: float | None = None
-    for entry in model_usage.values():
-        if not isinstance(entry, dict):
-            return None
-        for i, key in enumerate(_TOKEN_KEYS):
-            sums[i] += _int(entry, key) or 0
-        c = entry.get("costUSD")
-        if isinstance(c, (int, float)) and not isinstance(c, bool):
-            cost = (cost or 0.0) + float(c)
-    return tuple(sums), cost
-
-
-@dataclass
-class _SdkSessionLedger:
-    """The cumulative figures last reported for one SDK session id."""
-
-    cost: float = 0.0
-    tokens: tuple[int, ...] | None = None
-    turns: collections.OrderedDict[Any, tuple[Any, TurnFigures]] = field(
-        default_factory=collections.OrderedDict
-    )
-
-
-_LEDGERS_MAX = 1024
-_TURNS_MAX = 16  # results remembered per SDK session (and parsed results awaiting mapping)
-_ledger_lock = threading.Lock()
-_ledgers: collections.OrderedDict[str, _SdkSessionLedger] = collections.OrderedDict()
-_raw_deltas: collections.OrderedDict[int, tuple[Any, Any]] = collections.OrderedDict()
-
-
-def remember_raw_result(message: Any, raw: Any) -> None:
-    """Keep the CLI's own per-turn delta (``model_usage_since_last_result``, a raw field the SDK's
-    parser drops) for a parsed ``ResultMessage``; instrumentation calls this from the parser."""
-    if not isinstance(raw, dict):
-        return
-    delta = raw.get("model_usage_since_last_result")
-    if not isinstance(delta, dict):
-        return
-    with _ledger_lock:
-        _raw_deltas[id(message)] = (message, delta)  # the reference keeps the id from reuse
-        while len(_raw_deltas) > _TURNS_MAX:
-            _raw_deltas.popitem(last=False)
-
-
-def _raw_delta(message: Any) -> Any:
-    entry = _raw_deltas.get(id(message))
-    return entry[1] if entry is not None and entry[0] is message else None
-
-
-def turn_figures(msg: Any) -> TurnFigures:
-    """One turn's usage and cost, the same for every mapper that sees this result.
-
-    Prefers the CLI's own per-turn delta; else the difference of the cumulative ``model_usage``
-    and ``total_cost_usd`` to the previous result of the same SDK session (a session first seen
-    here, e.g. resumed from another process, counts from zero); else the main-thread ``usage``.
-    A result seen again (the same ``uuid``: a replay, or two loggers on one stream) gets the
-    figures it got the first time.
-    """
-    usage = getattr(msg, "usage", None)
-    reported = getattr(msg, "total_cost_usd", None)
-    reported_cost = (
-        float(reported)
-        if isinstance(reported, (int, float)) and not isinstance(reported, bool)
-        else None
-    )
-    sums = _model_usage_sums(getattr(msg, "model_usage", None))
-    sid = getattr(msg, "session_id", None)
-    uuid = getattr(msg, "uuid", None)
-    key: Any = uuid if isinstance(uuid, str) and uuid else ("id", id(msg))
-    with _ledger_lock:
-        ledger: _SdkSessionLedger | None = None
-        if isinstance(sid, str) and sid:
-            ledger = _ledgers.get(sid)
-            if ledger is None:
-                ledger = _ledgers[sid] = _SdkSessionLedger()
-                while len(_ledgers) > _LEDGERS_MAX:
-                    _ledgers.popitem(last=False)
-            else:
-                _ledgers.move_to_end(sid)
-            seen = ledger.turns.get(key)
-            if seen is not None and (isinstance(key, str) or seen[0] is msg):
-                return seen[1]
-        base_cost = ledger.cost if ledger is not None else 0.0
-        base_tokens = ledger.tokens if ledger is not None and ledger.tokens else (0, 0, 0, 0)
-        raw = _model_usage_sums(_raw_delta(msg))
-        cost: float | None = None
-        if raw is not None:
-            tokens, cost = raw
-            source = "model_usage_since_last_result"
-        elif sums is not None:
-            tokens = tuple(max(0, now - before) for now, before in zip(sums[0], base_tokens))
-            source = "model_usage"
-        else:
-            tokens = tuple(
-                _int(usage, k) or 0
-                for k in (
-                    "input_tokens",
-                    "output_tokens",
-                    "cache_read_input_tokens",
-                    "cache_creation_input_tokens",
-                )
-            )
-            source = "usage"
-        if cost is None and reported_cost is not None:
-            # Cumulative, so never below the last report; a lower one is kept out of the sum.
-            cost = max(0.0, reported_cost - base_cost)
-        figures = TurnFigures(
-            input_tokens=tokens[0],
-            output_tokens=tokens[1],
-            cache_read_tokens=tokens[2],
-            cache_creation_tokens=tokens[3],
-            cost_usd=cost,
-            source=source,
-        )
-        if ledger is not None:
-            if reported_cost is not None:
-                ledger.cost = max(ledger.cost, reported_cost)
-            if sums is not None:
-                ledger.tokens = tuple(max(a, b) for a, b in zip(sums[0], base_tokens))
-            ledger.turns[key] = (msg if not isinstance(key, str) else None, figures)
-            while len(ledger.turns) > _TURNS_MAX:
-                ledger.turns.popitem(last=False)
-        return figures
-
-
-def reset_ledgers() -> None:
-    """Forget every SDK session's cumulative figures (tests that replay recordings)."""
-    with _ledger_lock:
-        _ledgers.clear()
-        _raw_deltas.clear()
-
-
-# ----- the mapper ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -385,7 +94,7 @@ class ClaudeMapper:
     def observe(self, msg: Any) -> None:
         if not self.session.first_sight(msg):
             return
-        kind = _kind(msg)
+        kind = message_kind(msg)
         try:
             if kind == "AssistantMessage":
                 self._on_AssistantMessage(msg)
@@ -400,7 +109,7 @@ class ClaudeMapper:
             else:
                 self._on_unknown(msg)
         except Exception:
-            log.debug("claude-parallel-logging: cannot map %s", kind, exc_info=True)
+            log.debug("cannot map %s", kind, exc_info=True)
             self._on_unknown(msg)
 
     def finish(self, outcome: BaseException | str | None) -> None:
@@ -462,7 +171,7 @@ class ClaudeMapper:
             metadata={
                 "omitted_blocks": len(rest),
                 "total_blocks": len(content),
-                "omitted_block_types": [type(b).__name__ for b in rest[:_PREVIEW_ITEMS]],
+                "omitted_block_types": [type(b).__name__ for b in rest[:PREVIEW_ITEMS]],
             },
             **row,
         )
@@ -475,9 +184,9 @@ class ClaudeMapper:
         model = getattr(msg, "model", None)
         parent = getattr(msg, "parent_tool_use_id", None)
         error = getattr(msg, "error", None)
-        in_tok = _int(usage, "input_tokens")
+        in_tok = int_at(usage, "input_tokens")
         # message_start usage: output_tokens is provisional until the message has stopped.
-        out_tok = _int(usage, "output_tokens") if getattr(msg, "stop_reason", None) else None
+        out_tok = int_at(usage, "output_tokens") if getattr(msg, "stop_reason", None) else None
         if out_tok is None and api_id is not None:
             out_tok = self._final_out.pop(api_id, None)
         # The CLI sends one AssistantMessage per content block, all with the API message's id and
@@ -621,7 +330,7 @@ class ClaudeMapper:
         and the per-message input figures add up to the turn's (so no call went unseen)."""
         main = [self._api[i] for i in self._turn_api if i in self._api]
         main = [m for m in main if m.parent is None]
-        turn_in, turn_out = _int(usage, "input_tokens"), _int(usage, "output_tokens")
+        turn_in, turn_out = int_at(usage, "input_tokens"), int_at(usage, "output_tokens")
         unknown = [m for m in main if m.output_tokens is None]
         if len(unknown) != 1 or turn_in is None or turn_out is None:
             return
@@ -650,8 +359,8 @@ class ClaudeMapper:
         t.output_tokens += turn.output_tokens
         t.cache_read_tokens += turn.cache_read_tokens
         t.cache_creation_tokens += turn.cache_creation_tokens
-        t.num_turns += _count(getattr(msg, "num_turns", 0))
-        t.duration_ms += _count(getattr(msg, "duration_ms", 0))
+        t.num_turns += as_int(getattr(msg, "num_turns", 0)) or 0
+        t.duration_ms += as_int(getattr(msg, "duration_ms", 0)) or 0
         is_error = bool(getattr(msg, "is_error", False))
         result = getattr(msg, "result", None)
         sid = getattr(msg, "session_id", None)
@@ -704,7 +413,7 @@ class ClaudeMapper:
         )
         if is_error:
             detail = result if isinstance(result, str) and result else None
-            detail = detail or _error_detail(getattr(msg, "errors", None))
+            detail = detail or error_detail(getattr(msg, "errors", None))
             subtype = getattr(msg, "subtype", None)
             self.session.note_result_error(
                 detail or (subtype if isinstance(subtype, str) and subtype else "error")
@@ -729,7 +438,7 @@ class ClaudeMapper:
                 self._streaming[parent] = api_id
         elif etype == "message_delta":
             api_id = self._streaming.get(parent)
-            out = _int(event.get("usage"), "output_tokens")
+            out = int_at(event.get("usage"), "output_tokens")
             if api_id is None or out is None:
                 return
             known = self._api.get(api_id)

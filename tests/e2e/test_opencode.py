@@ -18,7 +18,7 @@ import pytest
 
 import claude_parallel_logging as cpl
 from claude_parallel_logging import query as q
-from claude_parallel_logging.integrations.opencode import router_for
+from claude_parallel_logging.integrations.opencode.router import router_for
 from claude_parallel_logging.testing.openai_compat import Script, ScriptedOpenAIServer, Turn, Usage
 from claude_parallel_logging.testing.opencode import (
     OpencodeServer,

@@ -45,7 +45,7 @@ from claude_agent_sdk import (  # noqa: E402
 )
 
 RUN_TIMEOUT_S = 60.0
-DATA_DIR = Path(__file__).parent / "data" / "claude"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "claude"
 
 # claude-sonnet-4-5 list prices in USD per token, as the CLI applies them.
 PRICE_IN = 3e-6

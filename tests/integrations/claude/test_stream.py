@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.integrations.claude import ClaudeMapper, reset_ledgers
+from claude_parallel_logging.integrations.claude.mapper import ClaudeMapper
+from claude_parallel_logging.integrations.claude.usage import reset_ledgers
 from claude_parallel_logging.integrations.stream import TrackedStream
 from claude_parallel_logging.testing.recorded import load_recorded
 from tests.conftest import query
 
-DATA = Path(__file__).parent / "data" / "claude"
+DATA = Path(__file__).resolve().parents[2] / "data" / "claude"
 CLOSED = "stream closed by the consumer before the result"
 
 

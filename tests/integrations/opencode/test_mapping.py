@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.integrations.opencode import OpencodeRouter, _sse, error_text
+from claude_parallel_logging.integrations.opencode.events import sse_data
+from claude_parallel_logging.integrations.opencode.fields import error_text
+from claude_parallel_logging.integrations.opencode.router import OpencodeRouter
 from tests.conftest import query
 
-DATA = Path(__file__).parent / "data" / "opencode"
+DATA = Path(__file__).resolve().parents[2] / "data" / "opencode"
 
 
 def events(name: str) -> list[dict[str, Any]]:
@@ -504,8 +506,8 @@ def test_logging_off_is_a_no_op() -> None:
 
 def test_sse_parser_and_error_text() -> None:
     lines = ['data: {"a":', "data: 1}", "", ": comment", "event: x", "", "data: 2", ""]
-    assert list(_sse(lines)) == ['{"a":\n1}', "2"]
-    assert list(_sse(["data:3"])) == ["3"]
+    assert list(sse_data(lines)) == ['{"a":\n1}', "2"]
+    assert list(sse_data(["data:3"])) == ["3"]
     assert error_text({"name": "APIError", "data": {"message": "boom"}}) == "APIError: boom"
     assert error_text({"name": "MessageAbortedError"}) == "MessageAbortedError"
     assert error_text("plain") == "plain" and error_text(None) is None

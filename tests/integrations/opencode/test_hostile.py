@@ -9,9 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.integrations.opencode import _MAX_PARTS, OpencodeRouter
+from claude_parallel_logging.integrations.opencode.router import OpencodeRouter
+from claude_parallel_logging.integrations.opencode.rows import MAX_PARTS
 from tests.conftest import query
-from tests.test_opencode_mapping import events, logged_id, message_rows, only_sid, stored
+from tests.integrations.opencode.test_mapping import (
+    events,
+    logged_id,
+    message_rows,
+    only_sid,
+    stored,
+)
 
 
 def text_part(oc_sid: str, mid: str, i: int) -> dict[str, Any]:
@@ -40,13 +47,13 @@ def test_a_message_with_thousands_of_parts_is_capped_in_reconciliation(local_db:
     rows = message_rows(local_db, sid)
     logged = [r["content"] for r in rows if (r["content"] or "").startswith("t")]
     # the message's own text part plus the first extra ones, up to the cap; the rest counted
-    assert logged == [f"t{i}" for i in range(_MAX_PARTS - 1)]
-    assert len(rows) == 6 + (_MAX_PARTS - 1) + 1
+    assert logged == [f"t{i}" for i in range(MAX_PARTS - 1)]
+    assert len(rows) == 6 + (MAX_PARTS - 1) + 1
     (summary,) = omitted_rows(local_db, sid)
     assert summary == {
         "part": "omitted",
         "message_id": mid,
-        "omitted_parts": 3_000 - _MAX_PARTS + 1,
+        "omitted_parts": 3_000 - MAX_PARTS + 1,
     }
     # reconciled again (the next idle): nothing new, the count stays
     assert router.reconcile(oc_sid, messages)
@@ -62,7 +69,7 @@ def test_a_message_with_thousands_of_streamed_parts_is_capped(local_db: Path) ->
     for event in evs:
         router.handle(event)
     mid = stored("tool_bash")[oc_sid][-1]["info"]["id"]
-    for i in range(_MAX_PARTS + 100):
+    for i in range(MAX_PARTS + 100):
         part = text_part(oc_sid, mid, i)
         router.handle({"type": "message.part.updated", "properties": {"part": part}})
         router.handle({"type": "message.part.updated", "properties": {"part": part}})  # again
@@ -70,7 +77,7 @@ def test_a_message_with_thousands_of_streamed_parts_is_capped(local_db: Path) ->
     router.close()
     assert cpl.flush(10)
     rows = message_rows(local_db, sid)
-    assert len([r for r in rows if (r["content"] or "").startswith("t")]) == _MAX_PARTS - 1
+    assert len([r for r in rows if (r["content"] or "").startswith("t")]) == MAX_PARTS - 1
     (summary,) = omitted_rows(local_db, sid)
     assert summary["omitted_parts"] == 101  # each part counted once, however often it came
 
