@@ -146,15 +146,18 @@ def _flush_at_exit() -> None:
                 error = f" (last error: {s.last_error})" if s.last_error else ""
                 if s.pending:
                     log.warning(
-                        "claude-parallel-logging: exiting with %d log events not written%s",
+                        "claude-parallel-logging: exiting with %d log event%s not written to %s%s",
                         s.pending,
+                        "" if s.pending == 1 else "s",
+                        client.config.display,
                         error,
                     )
                 elif client.config.is_remote:
                     log.warning(
                         "claude-parallel-logging: exiting with log events written to the local "
-                        "replica but not pushed yet%s; the next process that logs (or `cpl sync`) "
-                        "pushes them",
+                        "replica but not pushed yet to %s%s; the next process that logs (or "
+                        "`cpl sync`) pushes them",
+                        client.config.display,
                         error,
                     )
         except Exception:

@@ -67,6 +67,11 @@ class TursoConfig:
         url = url.split("?", 1)[0]
         return os.path.abspath(os.path.expanduser(url))
 
+    @property
+    def display(self) -> str:
+        """Where logs go, fit for messages: the file's path, or the URL without credentials."""
+        return _redact_url(self.url) if self.is_remote else self.local_path
+
     def __repr__(self) -> str:
         return (
             f"TursoConfig(url={_redact_url(self.url)!r}, auth_token={mask_secret(self.auth_token)})"
@@ -252,8 +257,12 @@ def _warn_env_once(env: str, message: str) -> None:
 
 
 def _redact_url(url: str) -> str:
-    """Drop a query string: some users put ``authToken=`` there."""
-    return url.split("?", 1)[0]
+    """Drop a query string (some users put ``authToken=`` there) and ``user:password@``."""
+    url = url.split("?", 1)[0]
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return scheme + sep + rest.split("@", 1)[1]
+    return url
 
 
 def get_settings() -> Settings:

@@ -98,6 +98,7 @@ _SHORT_LIMIT = 4096
 
 _HOLD_SECONDS = 0.1  # local mode: the longest one connection (the file lock) is kept busy
 _RETRY_CAP = 0.02  # local mode: the longest wait between two attempts to open a locked file
+_BUSY_RETRY_CAP = 0.05  # cloud mode: the longest wait between two pushes of a busy replica
 
 
 def is_lock_error(exc: BaseException) -> bool:
@@ -445,9 +446,15 @@ _SQL_CACHE: dict[
 
 
 def apply_compiled(conn: Any, compiled: Compiled) -> None:
-    """One transaction for the whole batch."""
-    conn.execute("BEGIN IMMEDIATE")
+    """One transaction for the whole batch; after any failure, no transaction is left open.
+
+    The ``BEGIN`` is inside the ``try``: pyturso's ``BEGIN IMMEDIATE`` can fail (``database is
+    locked``, e.g. while the push thread holds the replica) after it has opened the transaction,
+    and a connection left inside it fails every later ``BEGIN`` ("cannot start a transaction
+    within a transaction"), so nothing would be written again.
+    """
     try:
+        conn.execute("BEGIN IMMEDIATE")
         for sql, rows in compiled:
             if len(rows) == 1:
                 conn.execute(sql, rows[0])
@@ -455,11 +462,20 @@ def apply_compiled(conn: Any, compiled: Compiled) -> None:
                 conn.executemany(sql, rows)
         conn.execute("COMMIT")
     except BaseException:
-        try:
-            conn.execute("ROLLBACK")
-        except Exception:
-            pass
+        rollback(conn)
         raise
+
+
+def rollback(conn: Any) -> bool:
+    """End whatever transaction ``conn`` is in; True when it is known to be in none now."""
+    try:
+        conn.execute("ROLLBACK")
+    except Exception:
+        pass  # "no transaction is active", or a connection beyond repair (see in_transaction)
+    try:
+        return not conn.in_transaction
+    except Exception:
+        return False
 
 
 class BaseStore:
@@ -676,6 +692,8 @@ class CloudStore(BaseStore):
     # Changes per push request, so a backlog is sent in parts that each finish within the timeout
     # (a transaction, i.e. one writer batch, is never split).
     push_batch = 1000
+    # Seconds a push keeps retrying while the replica is busy (see ``_push_replica``).
+    busy_timeout = 10.0
 
     def __init__(self, config: TursoConfig, settings: Settings) -> None:
         super().__init__(settings)
@@ -741,7 +759,21 @@ class CloudStore(BaseStore):
     def write_compiled(self, compiled: Compiled) -> None:
         conn = self._writer_conn()
         if compiled:
-            apply_compiled(conn, compiled)
+            try:
+                apply_compiled(conn, compiled)
+            except BaseException:
+                del conn
+                self._drop_writer_conn()  # state unknown after a failure: start afresh
+                raise
+
+    def _drop_writer_conn(self) -> None:
+        """The next write opens a fresh connection to the replica (it costs ~1 ms)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
 
     def run(self, fn: Callable[[Any], Any]) -> Any:
         return fn(self._writer_conn())
@@ -904,19 +936,36 @@ class CloudStore(BaseStore):
         """Push our replica (if it exists); then retry dead processes' replicas if some are left."""
         error: BaseException | None = None
         if os.path.exists(self.path):
+            error = self._push_replica()
+            self._report(error)
+        if error is None and recover and not self._stale_done:
+            self._recover_stale_quietly()
+        return error
+
+    def _push_replica(self) -> BaseException | None:
+        """Push our replica; a busy replica (the writer is committing) is retried, not failed.
+
+        The push takes the replica's write lock for a moment, so it meets the writer's
+        transactions now and then (``database is busy``): that is contention, so it is retried
+        with a short, growing, jittered backoff for up to ``busy_timeout`` seconds.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.002
+        for _ in range(100_000):  # bounded by the deadline long before
             try:
                 self._check_remote()
                 if self._push_conn is None:
                     self._push_conn = self._open(self.path, bootstrap=False)
                 timed_push(self._push_conn, self.network_timeout)
+                return None
             except Exception as exc:
-                error = exc
-                self.last_error = exc
                 self._drop_push_conn()  # a fresh one next time, whatever state this one is in
-            self._report(error)
-        if error is None and recover and not self._stale_done:
-            self._recover_stale_quietly()
-        return error
+                if not is_lock_error(exc) or time.monotonic() + delay >= deadline:
+                    self.last_error = exc
+                    return exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, _BUSY_RETRY_CAP)
+        return TimeoutError("the replica stayed busy")
 
     def _drop_push_conn(self) -> None:
         conn, self._push_conn = self._push_conn, None

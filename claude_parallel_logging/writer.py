@@ -248,12 +248,16 @@ class Writer:
             dropped=self._dropped,
             failed_batches=self._failed_batches,
             discarded=self._discarded,
-            pending=self._pending_count() + (self._taken - self._written - self._discarded),
+            pending=self._unwritten(),
             pushes=self._pushes,
             push_failures=self._push_failures,
             last_error=self._last_error,
             last_push_at=self._last_push_at,
         )
+
+    def _unwritten(self) -> int:
+        """Events accepted and neither written nor skipped: queued, or in a batch being tried."""
+        return self._pending_count() + (self._taken - self._written - self._discarded)
 
     def _pending_count(self) -> int:
         return sum(1 for item in list(self._queue) if not isinstance(item, (_Marker, _Call)))
@@ -275,7 +279,9 @@ class Writer:
                     self._maybe_push(force=False)
                     if self._stop.is_set():
                         self._drain()
-                        self._final_ok = self._close_store() and self._pending_count() == 0
+                        # Events taken off the queue but not written count as well: the
+                        # last batch may have been given up at the deadline.
+                        self._final_ok = self._close_store() and self._unwritten() == 0
                         return
                 except Exception as exc:  # a bug or a resource error: keep the writer alive
                     self._record_error(exc)
@@ -380,8 +386,9 @@ class Writer:
                     return self._write_one_by_one(ops)
                 self._warn(
                     "write",
-                    "claude-parallel-logging: cannot write to the database yet (%s); retrying, "
-                    "%d events waiting",
+                    "claude-parallel-logging: cannot write to the database %s yet (%s); "
+                    "retrying, %d events waiting",
+                    self._where(),
                     self._last_error,
                     len(ops) + self._pending_count(),
                 )
@@ -492,6 +499,11 @@ class Writer:
         except Exception as exc:
             self._record_error(exc)
             return False
+
+    def _where(self) -> str:
+        """The database, as messages name it: its path, or its URL without credentials."""
+        config = self._settings.config
+        return config.display if config is not None else "(none configured)"
 
     def _record_error(self, exc: BaseException) -> None:
         store = self._store

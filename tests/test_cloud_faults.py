@@ -26,6 +26,7 @@ import claude_parallel_logging as cpl
 from claude_parallel_logging.client import get_turso_client
 from claude_parallel_logging.store import CloudStore
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer
+from tests.netfault import Action, FaultProxy
 
 NETWORK_TIMEOUT = 1.0  # instead of 15 s, so that a hung request is given up quickly
 
@@ -92,7 +93,7 @@ def configure(url: str, **kw: Any) -> None:
     cpl.configure(
         database_url=url,
         auth_token=SECRET_TOKEN,
-        flush_interval=0.05,
+        flush_interval=kw.pop("flush_interval", 0.05),
         push_interval=kw.pop("push_interval", 0.3),
         **kw,
     )
@@ -243,7 +244,7 @@ def test_process_exiting_under_black_hole_leaves_rows_for_the_next_one(
     assert report["written"] == 31 and report["log_seconds"] < 0.25
     assert exited_after < 1.5 + 1.5  # shutdown_timeout, plus interpreter exit
     assert "final push has not finished" in stderr and SECRET_TOKEN not in stderr
-    assert "written to the local replica but not pushed yet" in stderr
+    assert f"written to the local replica but not pushed yet to {hole.url}" in stderr
     assert "0 log events not written" not in stderr
     left = list((tmp_path / "replicas").rglob("w-*.db"))
     assert len(left) == 1
@@ -306,3 +307,236 @@ def test_queries_and_shutdown_against_a_black_hole_return_in_time(hole: BlackHol
     t0 = time.monotonic()
     assert cpl.shutdown(1.0) is False  # nothing could be pushed
     assert time.monotonic() - t0 < 1.0 + 1.5
+
+
+
+class FaultyRemote:
+    """The real sync server behind a ``FaultProxy`` that fails chosen pushes."""
+
+    FAULTS = ("cut_before", "cut_after", "kill")
+
+    def __init__(self, server: SyncServer) -> None:
+        self.server = server
+        self.proxy = FaultProxy(server.port)
+        self.proxy.decide = self._decide
+        self.faults: list[str] = []
+        self.wanted = 0
+        self.offset = 0
+        self._pushes = 0
+        self._lock = threading.Lock()
+        self._restarts: list[threading.Thread] = []
+
+    def arm(self, faults: int, offset: int) -> None:
+        with self._lock:
+            self.faults, self.wanted, self.offset, self._pushes = [], faults, offset, 0
+
+    def _decide(self, request: bytes) -> Action:
+        if b'"BEGIN IMMEDIATE"' not in request:  # only the request carrying a push's changes
+            return "pass"
+        with self._lock:
+            self._pushes += 1
+            if len(self.faults) >= self.wanted or self._pushes % 2:  # every other push fails
+                return "pass"
+            fault = self.FAULTS[(len(self.faults) + self.offset) % len(self.FAULTS)]
+            self.faults.append(fault)
+            if fault != "kill":
+                return fault  # type: ignore[return-value]
+            # SIGKILL while the request is in flight, restart on the same port (``settle``
+            # waits for it: it is listed before the fault counts as injected).
+            t = threading.Thread(target=self._kill_and_restart, args=(len(self.faults),))
+            self._restarts.append(t)
+            t.start()
+        return "pass"
+
+    def _kill_and_restart(self, n: int) -> None:
+        time.sleep(0.003 * (n % 3))  # before the server answers, or just after
+        proc = self.server.proc
+        assert proc is not None
+        proc.kill()
+        proc.wait(5)
+        self.server.proc = None
+        self.server.start()
+
+    def settle(self) -> None:
+        with self._lock:
+            self.wanted = 0  # no more faults
+            restarts, self._restarts = self._restarts, []
+        for t in restarts:
+            t.join(20)
+
+
+# Rounds of the fault test below: the wedge it guards against showed in about one round in eight
+# before the fix, so 24 rounds catch it with a probability of 96% (each round takes ~1 s).
+ROUNDS = 24
+
+
+@pytest.fixture
+def faulty_remote(tursodb_bin: str, tmp_path: Path) -> Iterator[FaultyRemote]:
+    """A fresh remote each time: the race of issue 16 §1 shows mostly while the first pushes
+    (of the schema) are in flight."""
+    server = SyncServer(tursodb_bin, tmp_path / "server.db", tmp_path / "tursodb.log")
+    server.start()
+    remote = FaultyRemote(server)
+    try:
+        yield remote
+    finally:
+        remote.settle()
+        remote.proxy.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_server_killed_and_pushes_cut_mid_push_every_row_arrives_once(
+    round_: int, faulty_remote: FaultyRemote
+) -> None:
+    """Issue 16 §1: a process starts logging while pushes are in flight; pushes are cut before
+    and after the server applied them, and the server is SIGKILLed mid-push and restarted (same
+    port, same file). The writer must never wedge, and every row arrives exactly once.
+
+    Before the fix, a ``BEGIN IMMEDIATE`` that failed half-way (``database is locked``, the push
+    thread holding the replica) left the writer's connection inside a transaction for good; it
+    happened in about one round in four, so the rounds are many and short (a fresh process-like
+    client each, where the race is likeliest)."""
+    remote = faulty_remote
+    remote.arm(faults=3, offset=round_)
+    sid = f"round-{round_}"
+    configure(remote.proxy.url, push_interval=0.02, flush_interval=0.01, batch_size=50)
+    stop = threading.Event()
+
+    def flush_continually() -> None:  # a push in flight at almost every moment
+        for _ in range(10_000):
+            if stop.is_set():
+                return
+            cpl.flush(0.2)
+
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id=sid, agent_type="a", model="m"))  # starts the writer
+    flusher = threading.Thread(target=flush_continually, daemon=True)
+    flusher.start()
+    n = 0
+    deadline = time.monotonic() + 10
+    try:
+        while (len(remote.faults) < 3 or n < 1000) and n < 50_000 and time.monotonic() < deadline:
+            for _ in range(50):
+                lg.log_message("assistant", f"{sid}-{n}")
+                n += 1
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        flusher.join(5)
+        remote.settle()
+    st = cpl.stats()
+    assert "within a transaction" not in str(st["last_error"]), st
+    assert len(remote.faults) == 3, f"{remote.faults} injected in 10 s: {st}"
+    t0 = time.monotonic()
+    assert cpl.flush(20), f"{time.monotonic() - t0:.2f} s, {remote.proxy.counts}, {cpl.stats()!r}"
+    assert cpl.stats()["pending"] == 0
+    assert remote.server.query(
+        "SELECT COUNT(*), COUNT(DISTINCT content) FROM messages WHERE session_id = ?", (sid,)
+    ) == [(n, n)]
+    assert remote.server.query("SELECT COUNT(*) FROM sessions WHERE id = ?", (sid,)) == [(1,)]
+    assert cpl.shutdown(10)
+
+
+
+def test_busy_replica_delays_a_push_but_flush_still_succeeds(cloud_server: SyncServer) -> None:
+    """Issue 16 §3: while the writer commits batch after batch, a push often finds the replica
+    busy (``database tape error: database is busy``). It is retried within the flush's timeout:
+    ``flush`` returns False only on time-out or a skipped event."""
+    server = cloud_server
+    stop = threading.Event()
+    logged = [0]
+
+    def log_continually() -> None:
+        lg = cpl.ConversationLogger()
+        lg.start_session(cpl.SessionInfo(id="busy", agent_type="a", model="m"))
+        for _ in range(2_000):  # 100,000 messages at most
+            if stop.is_set():
+                return
+            for _ in range(50):
+                lg.log_message("assistant", f"busy-{logged[0]}")
+                logged[0] += 1
+            time.sleep(0.005)
+
+    try:
+        configure(server.url, push_interval=3600, flush_interval=0.005, batch_size=20)
+        producer = threading.Thread(target=log_continually, daemon=True)
+        producer.start()
+        assert wait_written(1)["written"] >= 1  # the writer runs: a flush now waits for it
+        results = []
+        t_end = time.monotonic() + 2
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            results.append((cpl.flush(20), round(time.monotonic() - t0, 3)))
+        stop.set()
+        producer.join(10)
+        assert all(ok for ok, _ in results), ([r for r in results if not r[0]], cpl.stats())
+        assert len(results) >= 3
+        assert cpl.flush(20)
+        n = logged[0]
+        assert server.query("SELECT COUNT(*), COUNT(DISTINCT content) FROM messages") == [(n, n)]
+        assert cpl.stats()["push_failures"] == 0, cpl.stats()
+    finally:
+        stop.set()
+
+
+def test_a_failed_batch_leaves_the_writer_connection_usable(cloud_server: SyncServer) -> None:
+    """Issue 16 §1, the mechanism: after any failed statement (here ``BEGIN IMMEDIATE`` refused
+    with ``database is locked`` while another real connection holds the replica), no
+    transaction is left open, the cloud store starts again from a fresh connection, and the
+    next batch is written."""
+    import turso.sync
+
+    from claude_parallel_logging.store import SESSION_COLS, SESSION_INSERT, apply_compiled
+
+    configure(cloud_server.url)
+    client = get_turso_client()
+    assert client is not None
+    store = client.writer._get_store()
+    assert isinstance(store, CloudStore)
+    row = dict.fromkeys(SESSION_COLS)
+    store.write([(SESSION_INSERT, tuple({**row, "id": "s0", "agent_type": "a", "model": "m",
+                                         "started_at": 1.0}.values()))])  # fmt: skip
+    first = store._conn
+
+    def connect() -> Any:
+        return turso.sync.connect(
+            store.path, cloud_server.url, auth_token=SECRET_TOKEN, bootstrap_if_empty=False,
+            isolation_level=None,
+        )  # fmt: skip
+
+    holder, bare = connect(), connect()
+    ops = [(SESSION_INSERT, tuple({**row, "id": "s1", "agent_type": "a", "model": "m",
+                                   "started_at": 2.0}.values()))]  # fmt: skip
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(Exception, match=r"locked|busy"):
+            store.write(ops)
+        assert first is not None and store._conn is None  # dropped: the next batch starts afresh
+        # The same failure on a bare connection: apply_compiled leaves no transaction open.
+        with pytest.raises(Exception, match=r"locked|busy"):
+            apply_compiled(bare, [("SELECT 1", [()])])
+        assert not bare.in_transaction
+        holder.execute("ROLLBACK")
+        apply_compiled(bare, [])  # usable: its BEGIN and COMMIT succeed
+    finally:
+        holder.close()
+        bare.close()
+        del holder, bare
+    store.write(ops)
+    assert replica_rows(store.path, cloud_server.url, "SELECT id FROM sessions ORDER BY id") == [
+        ("s0",), ("s1",)
+    ]
+    store.push()
+    assert cloud_server.query("SELECT id FROM sessions ORDER BY id") == [("s0",), ("s1",)]
+
+
+@pytest.fixture
+def cloud_server(tursodb_bin: str, tmp_path: Path) -> Iterator[SyncServer]:
+    server = SyncServer(tursodb_bin, tmp_path / "server.db", tmp_path / "tursodb.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        cpl.shutdown(5)
+        server.stop()

@@ -157,6 +157,37 @@ def test_read_only_database_directory(small_tmpfs: Path, caplog: pytest.LogCaptu
     assert query(small_tmpfs / "ro.db", "SELECT COUNT(*) FROM tool_executions") == [(50,)]
 
 
+READ_ONLY_CHILD = """
+import sys, claude_parallel_logging as cpl
+cpl.configure(database_url=sys.argv[1], flush_interval=0.02, shutdown_timeout=1.0)
+lg = cpl.ConversationLogger()
+lg.start_session(cpl.SessionInfo(id='ro', agent_type='a', model='m'))
+lg.log_message('user', 'hello')
+lg.log_message('assistant', 'hi')
+# normal exit: the atexit hook tries for shutdown_timeout, then says what was not written
+"""
+
+
+def test_exit_on_a_read_only_database_warns_with_count_and_path(small_tmpfs: Path) -> None:
+    """Issue 11 item 12: a read-only file system (root cannot write to it either). The retry
+    warning names the database; at exit the process waits ``shutdown_timeout`` at most, then
+    warns how many events were not written, and where."""
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    db = small_tmpfs / "ro.db"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_ONLY_CHILD, str(db)],
+        env=ENV, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - t0 < 1.0 + 3  # shutdown_timeout, plus interpreter start and exit
+    assert f"cannot write to the database {db} yet (IoError" in proc.stderr
+    assert "ReadOnlyFilesystem" in proc.stderr
+    assert f"exiting with 3 log events not written to {db} (last error: " in proc.stderr
+    subprocess.run(["mount", "-o", "remount,rw", str(small_tmpfs)], check=True)
+    assert not db.exists()
+
+
 def test_100_sessions_in_threads(local_db: Path) -> None:
     def run(k: int) -> None:
         lg = cpl.ConversationLogger()
