@@ -24,7 +24,7 @@ import pytest
 
 import claude_parallel_logging as cpl
 from claude_parallel_logging.client import get_turso_client
-from claude_parallel_logging.store import CloudStore
+from claude_parallel_logging.storage.cloud import CloudStore
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer
 
 NETWORK_TIMEOUT = 1.0  # instead of 15 s, so that a hung request is given up quickly
@@ -204,7 +204,7 @@ def test_hung_push_is_retried_once_the_remote_answers(
 EXIT_UNDER_BLACK_HOLE = """
 import sys, time, json
 import claude_parallel_logging as cpl
-from claude_parallel_logging.store import CloudStore
+from claude_parallel_logging.storage.cloud import CloudStore
 CloudStore.network_timeout = 1.0
 CloudStore.schema_wait = 0.5
 cpl.configure(database_url=sys.argv[1], auth_token=sys.argv[2], flush_interval=0.02,
@@ -279,7 +279,7 @@ def test_reading_from_a_black_hole_times_out(hole: BlackHole, tmp_path: Path) ->
     """A pull on an existing read replica gives up after the network timeout, too."""
     import turso.sync
 
-    from claude_parallel_logging.remote import timed_pull
+    from claude_parallel_logging.storage.remote import timed_pull
 
     with tempfile.TemporaryDirectory(dir=tmp_path) as d:
         conn = turso.sync.connect(
