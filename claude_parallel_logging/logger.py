@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._log import log
+from ._log import RateLimitedWarning, log
 from .client import TursoClient, get_turso_client
 from .ids import new_id
 from .payload import cut_for_queue
@@ -400,16 +400,9 @@ def _as_dict(metadata: Any) -> dict[str, Any]:
     return {"value": metadata}  # a string or list given as metadata is kept, not rejected
 
 
-_last_warning = [0.0]
+_warn = RateLimitedWarning()
 
 
 def _bad_call(method: str, exc: BaseException) -> None:
     """A logger call got arguments it cannot log: warn (at most every 30 s), never raise."""
-    now = time.monotonic()
-    if now - _last_warning[0] >= 30.0:
-        _last_warning[0] = now
-        log.warning(
-            "%s could not log its arguments (%s); skipped",
-            method,
-            type(exc).__name__,
-        )
+    _warn("bad_call", "%s could not log its arguments (%s); skipped", method, type(exc).__name__)
