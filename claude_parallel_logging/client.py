@@ -14,7 +14,7 @@ import weakref
 from dataclasses import asdict, replace
 from typing import Any
 
-from ._log import log
+from ._log import guard, log
 from .config import Settings, TursoConfig, get_settings, on_change
 from .schema.migrations import SCHEMA_VERSION
 from .schema.ops import Op
@@ -157,22 +157,19 @@ def stats() -> dict[str, Any]:
 def _flush_at_exit() -> None:
     client = _shared if _shared_resolved else None
     if client is not None:
-        try:
-            if not client.shutdown():
-                s = client.stats()
-                error = f" (last error: {s.last_error})" if s.last_error else ""
-                if s.pending:
-                    log.warning(
-                        "exiting with %d log events not written%s",
-                        s.pending,
-                        error,
-                    )
-                elif client.config.is_remote:
-                    log.warning(
-                        "exiting with log events written to the local "
-                        "replica but not pushed yet%s; the next process that logs (or `cpl sync`) "
-                        "pushes them",
-                        error,
-                    )
-        except Exception:
-            pass
+        guard(_shutdown_and_report, client)
+
+
+def _shutdown_and_report(client: TursoClient) -> None:
+    if client.shutdown():
+        return
+    s = client.stats()
+    error = f" (last error: {s.last_error})" if s.last_error else ""
+    if s.pending:
+        log.warning("exiting with %d log events not written%s", s.pending, error)
+    elif client.config.is_remote:
+        log.warning(
+            "exiting with log events written to the local replica but not pushed yet%s; the next"
+            " process that logs (or `cpl sync`) pushes them",
+            error,
+        )
