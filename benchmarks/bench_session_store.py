@@ -102,7 +102,7 @@ def _measure(mode: str, store: Any, quick: bool) -> list[Result]:
 
 
 def run(quick: bool) -> list[Result]:
-    from claude_parallel_logging.session_store import TursoSessionStore
+    from claude_parallel_logging.integrations.claude.session_store import TursoSessionStore
 
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="cpl-bench-store-") as tmp:

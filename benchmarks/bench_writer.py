@@ -133,10 +133,13 @@ def engine_ceiling(store_client: Any, batches: int) -> float:
     compiling the batch (conversion, redaction, JSON) and the SQL engine writing it.
     """
     from claude_parallel_logging import ConversationLogger, SessionInfo
-    from claude_parallel_logging.store import compile_ops, open_store
+    from claude_parallel_logging.storage import open_store
+    from claude_parallel_logging.write.batch import applier, compile_ops
+    from claude_parallel_logging.write.values import ValueConverter
 
     settings = store_client.settings
     store = open_store(settings.config, settings)
+    converter = ValueConverter(settings)
     capture = ConversationLogger(None)
     sink: list[Any] = []
     capture._enqueue = sink.append  # the same tuples the real logger queues
@@ -147,13 +150,13 @@ def engine_ceiling(store_client: Any, batches: int) -> float:
         i += 1
     step = settings.batch_size
     c0 = time.thread_time()
-    compiled = [compile_ops(sink[k : k + step], store.prep) for k in range(0, len(sink), step)]
+    compiled = [compile_ops(sink[k : k + step], converter) for k in range(0, len(sink), step)]
     STANDALONE["compile"].append((time.thread_time() - c0) / len(sink) * 1e6)
     store.initialize()
     t0 = time.perf_counter()
     c0 = time.thread_time()
     for c in compiled:
-        store.write_compiled(c)
+        store.write(applier(c))
     STANDALONE["engine"].append((time.thread_time() - c0) / len(sink) * 1e6)
     elapsed = time.perf_counter() - t0
     store.close()
@@ -236,7 +239,7 @@ def run(quick: bool) -> list[Result]:
                 "events/s",
                 ceiling,
                 higher_is_better=True,
-                extra={"note": "store.write_compiled on pre-compiled batches (no conversion)"},
+                extra={"note": "store.write on pre-compiled batches (no conversion)"},
             )
         )
         if local_cpu["writer"]:

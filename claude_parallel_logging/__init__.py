@@ -4,7 +4,15 @@ Writes are fire-and-forget: the agent's code only enqueues; a background writer 
 the database. See README.md for the set-up and the guarantees.
 """
 
-from .client import TursoClient, aflush, flush, get_turso_client, shutdown, stats
+from .client import (
+    TursoClient,
+    aflush,
+    flush,
+    get_turso_client,
+    initialize_schema,
+    shutdown,
+    stats,
+)
 from .config import Settings, TursoConfig, configure, get_turso_config, reset_configuration
 from .errors import DatabaseUnavailable, InvalidCursor, LoggingNotConfigured, SchemaVersionError
 from .integrations.decorators import logged, logged_session
@@ -32,7 +40,7 @@ from .query import (
     search_sessions,
     usage_summary,
 )
-from .schema import SCHEMA_VERSION, initialize_schema
+from .schema.migrations import SCHEMA_VERSION
 
 __all__ = [
     "MIN_PREFIX_LENGTH",
@@ -89,7 +97,7 @@ def __getattr__(name: str) -> object:
     # Imported on first use: it needs claude-agent-sdk (the optional [claude] extra), and
     # importing the package must not require it.
     if name == "TursoSessionStore":
-        from .session_store import TursoSessionStore
+        from .integrations.claude.session_store import TursoSessionStore
 
         return TursoSessionStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,21 +1,25 @@
-"""The shared client: one store and one writer per process, created lazily, flushed at exit."""
+"""The shared client: one store and one writer per process, created lazily, flushed at exit.
+
+It also creates the schema on demand (``initialize_schema``: it needs a client), and resets the
+shared client whenever the configuration changes (registered with ``config.on_change``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import logging
 import os
 import threading
 import weakref
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
-from .config import Settings, TursoConfig, get_settings
-from .store import BaseStore, Op, open_store
-from .writer import Writer, WriterStats
-
-log = logging.getLogger("claude_parallel_logging")
+from ._log import guard, log
+from .config import Settings, TursoConfig, get_settings, on_change
+from .schema.migrations import SCHEMA_VERSION
+from .schema.ops import Op
+from .storage import Store, open_store
+from .write import Writer, WriterStats
 
 
 class TursoClient:
@@ -24,12 +28,10 @@ class TursoClient:
     def __init__(self, config: TursoConfig, settings: Settings | None = None) -> None:
         base = settings or get_settings()
         if base.config != config:
-            from dataclasses import replace
-
             base = replace(base, config=config)
         self.config = config
         self.settings = base
-        self._read_store: BaseStore | None = None
+        self._read_store: Store | None = None
         self._read_lock = threading.Lock()
         self.writer = Writer(lambda: open_store(config, base), base)
         _live_clients.add(self)
@@ -55,16 +57,12 @@ class TursoClient:
     def stats(self) -> WriterStats:
         return self.writer.stats()
 
-    def reader(self) -> BaseStore:
+    def reader(self) -> Store:
         """A store for queries, separate from the writer's (its own connection or replica)."""
         with self._read_lock:
             if self._read_store is None:
                 self._read_store = open_store(self.config, self.settings)
             return self._read_store
-
-    def describe(self) -> dict[str, Any]:
-        store = self.writer.store or self.reader()
-        return {**store.describe(), "stats": asdict(self.stats())}
 
     def __repr__(self) -> str:
         return f"TursoClient({self.config!r})"
@@ -104,12 +102,31 @@ def get_turso_client() -> TursoClient | None:
 
 
 def _reset_shared_client() -> None:
-    """Used by ``configure``: the next call builds a client from the new settings."""
+    """After ``configure``: the next call builds a client from the new settings."""
     global _shared, _shared_resolved
     with _shared_lock:
         old, _shared, _shared_resolved = _shared, None, False
     if old is not None:
         old.shutdown()
+
+
+on_change(_reset_shared_client)
+
+
+def initialize_schema(client: TursoClient | None = None) -> int | None:
+    """Create or upgrade the schema now (it also happens on first write); returns the version.
+
+    ``None`` when logging is off. Raises ``SchemaVersionError`` for a database from the future.
+    """
+    client = client if client is not None else get_turso_client()
+    if client is None:
+        return None
+    store = open_store(client.config, client.settings)
+    try:
+        store.initialize()
+    finally:
+        store.close()
+    return SCHEMA_VERSION
 
 
 def flush(timeout: float | None = 5.0) -> bool:
@@ -140,25 +157,26 @@ def stats() -> dict[str, Any]:
 def _flush_at_exit() -> None:
     client = _shared if _shared_resolved else None
     if client is not None:
-        try:
-            if not client.shutdown():
-                s = client.stats()
-                error = f" (last error: {s.last_error})" if s.last_error else ""
-                if s.pending:
-                    log.warning(
-                        "claude-parallel-logging: exiting with %d log event%s not written to %s%s",
-                        s.pending,
-                        "" if s.pending == 1 else "s",
-                        client.config.display,
-                        error,
-                    )
-                elif client.config.is_remote:
-                    log.warning(
-                        "claude-parallel-logging: exiting with log events written to the local "
-                        "replica but not pushed yet to %s%s; the next process that logs (or "
-                        "`cpl sync`) pushes them",
-                        client.config.display,
-                        error,
-                    )
-        except Exception:
-            pass
+        guard(_shutdown_and_report, client)
+
+
+def _shutdown_and_report(client: TursoClient) -> None:
+    if client.shutdown():
+        return
+    s = client.stats()
+    error = f" (last error: {s.last_error})" if s.last_error else ""
+    if s.pending:
+        log.warning(
+            "exiting with %d log event%s not written to %s%s",
+            s.pending,
+            "" if s.pending == 1 else "s",
+            client.config.display,
+            error,
+        )
+    elif client.config.is_remote:
+        log.warning(
+            "exiting with log events written to the local replica but not pushed yet to %s%s;"
+            " the next process that logs (or `cpl sync`) pushes them",
+            client.config.display,
+            error,
+        )

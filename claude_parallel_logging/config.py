@@ -6,7 +6,6 @@ Precedence: ``configure(...)`` in code, then ``TURSO_DATABASE_URL`` / ``TURSO_AU
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import tempfile
@@ -15,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-log = logging.getLogger("claude_parallel_logging")
+from ._log import log
 
 REMOTE_SCHEMES = ("libsql://", "https://", "http://", "turso://", "wss://", "ws://")
 ACCEPTED_FORMS = "a file path, file:PATH, libsql://, https:// or http://"
@@ -156,18 +155,29 @@ def configure(
     _validate(given)
     with _lock:
         _overrides.update(given)
-    from .client import _reset_shared_client
-
-    _reset_shared_client()
+    _changed()
 
 
 def reset_configuration() -> None:
     """Forget everything set by ``configure`` (tests use this)."""
     with _lock:
         _overrides.clear()
-    from .client import _reset_shared_client
+    _changed()
 
-    _reset_shared_client()
+
+# Called after every change of configuration: the client module registers the reset of the
+# shared client here, so that this bottom module never imports it.
+_on_change: list[Callable[[], None]] = []
+
+
+def on_change(hook: Callable[[], None]) -> None:
+    """Run ``hook()`` after every ``configure``/``reset_configuration``."""
+    _on_change.append(hook)
+
+
+def _changed() -> None:
+    for hook in list(_on_change):
+        hook()
 
 
 def _validate(given: dict[str, Any]) -> None:
@@ -212,8 +222,7 @@ def get_turso_config() -> TursoConfig | None:
         if not _warned_missing_token:
             _warned_missing_token = True
             log.warning(
-                "claude-parallel-logging: %s is a remote database but TURSO_AUTH_TOKEN is not set;"
-                " logging is off",
+                "%s is a remote database but TURSO_AUTH_TOKEN is not set; logging is off",
                 _redact_url(url),
             )
         return None
@@ -253,7 +262,7 @@ def configuration_problem() -> str:
 def _warn_env_once(env: str, message: str) -> None:
     if env not in _warned_env:
         _warned_env.add(env)
-        log.warning("claude-parallel-logging: %s", message)
+        log.warning("%s", message)
 
 
 def _redact_url(url: str) -> str:

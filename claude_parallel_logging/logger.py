@@ -7,29 +7,26 @@ raises into the caller; with logging off every method is a cheap no-op.
 from __future__ import annotations
 
 import itertools
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._log import RateLimitedWarning, log
 from .client import TursoClient, get_turso_client
 from .ids import new_id
-from .serialize import precut
-from .store import (
+from .payload import cut_for_queue
+from .schema.ops import (
     MESSAGE_INSERT,
-    MESSAGE_UPDATABLE,
     MESSAGE_UPDATE,
     MESSAGE_UPSERT,
     SESSION_INSERT,
-    SESSION_UPDATABLE,
     SESSION_UPDATE,
     TOOL_INSERT,
     TOOL_UPDATE,
     TOOL_UPSERT,
 )
-
-log = logging.getLogger("claude_parallel_logging")
+from .schema.tables import MESSAGE_UPDATABLE, SESSION_UPDATABLE
 
 SESSION_STATUSES = ("running", "completed", "error")
 OPEN_TOOL_STATUSES = ("running", "pending")  # not ended yet: no ended_at, closed at session end
@@ -128,7 +125,7 @@ class ConversationLogger:
         assert self._enqueue is not None
         unknown = set(fields) - SESSION_UPDATABLE
         if unknown:
-            log.warning("claude-parallel-logging: ignoring unknown session fields %s", unknown)
+            log.warning("ignoring unknown session fields %s", unknown)
         cols: list[str] = []
         vals: list[Any] = []
         for key, value in fields.items():
@@ -140,7 +137,7 @@ class ConversationLogger:
                         self._state.metadata.update(value)
                         value = dict(self._state.metadata)
             elif key == "error_message":
-                value = precut(value, self._limit) if self._limit else value
+                value = cut_for_queue(value, self._limit) if self._limit else value
             cols.append(key)
             vals.append(value)
         if cols:
@@ -217,17 +214,17 @@ class ConversationLogger:
         if self._enqueue is None:
             return mid
         if self.session_id is None:
-            log.warning("claude-parallel-logging: log_message called before start_session")
+            log.warning("log_message called before start_session")
             return mid
         try:
             limit = self._limit
             if limit:
                 if content is not None and (type(content) is not str or len(content) > limit):
-                    content = precut(content, limit)
+                    content = cut_for_queue(content, limit)
                 if tool_input is not None:
-                    tool_input = precut(tool_input, limit)
+                    tool_input = cut_for_queue(tool_input, limit)
                 if tool_output is not None:
-                    tool_output = precut(tool_output, limit)
+                    tool_output = cut_for_queue(tool_output, limit)
             self._enqueue(
                 (
                     kind,
@@ -263,7 +260,7 @@ class ConversationLogger:
             cols = tuple(k for k in fields if k in MESSAGE_UPDATABLE)
             if cols:
                 vals = tuple(
-                    precut(fields[k], self._limit)
+                    cut_for_queue(fields[k], self._limit)
                     if self._limit and k in ("content", "tool_input", "tool_output")
                     else fields[k]
                     for k in cols
@@ -296,7 +293,7 @@ class ConversationLogger:
         if self._enqueue is None:
             return tid
         if self.session_id is None:
-            log.warning("claude-parallel-logging: log_tool_execution called before start_session")
+            log.warning("log_tool_execution called before start_session")
             return tid
         try:
             status = status or "running"
@@ -312,11 +309,11 @@ class ConversationLogger:
             limit = self._limit
             if limit:
                 if input is not None:
-                    input = precut(input, limit)
+                    input = cut_for_queue(input, limit)
                 if output is not None:
-                    output = precut(output, limit)
+                    output = cut_for_queue(output, limit)
                 if error is not None:
-                    error = precut(error, limit)
+                    error = cut_for_queue(error, limit)
             self._enqueue(
                 (
                     kind,
@@ -366,9 +363,9 @@ class ConversationLogger:
             limit = self._limit
             if limit:
                 if output is not None:
-                    output = precut(output, limit)
+                    output = cut_for_queue(output, limit)
                 if error is not None:
-                    error = precut(error, limit)
+                    error = cut_for_queue(error, limit)
             self._enqueue(
                 (TOOL_UPDATE, execution_id, _FINISH_COLS, (status, output, error, end, duration_ms))
             )
@@ -403,16 +400,9 @@ def _as_dict(metadata: Any) -> dict[str, Any]:
     return {"value": metadata}  # a string or list given as metadata is kept, not rejected
 
 
-_last_warning = [0.0]
+_warn = RateLimitedWarning()
 
 
 def _bad_call(method: str, exc: BaseException) -> None:
     """A logger call got arguments it cannot log: warn (at most every 30 s), never raise."""
-    now = time.monotonic()
-    if now - _last_warning[0] >= 30.0:
-        _last_warning[0] = now
-        log.warning(
-            "claude-parallel-logging: %s could not log its arguments (%s); skipped",
-            method,
-            type(exc).__name__,
-        )
+    _warn("bad_call", "%s could not log its arguments (%s); skipped", method, type(exc).__name__)

@@ -24,7 +24,7 @@ from typing import Any
 
 import claude_parallel_logging as cpl
 import claude_parallel_logging.logger as logger_module
-from claude_parallel_logging.serialize import iso_utc
+from claude_parallel_logging.payload import iso_utc
 
 
 def local_client(path: Path | str) -> cpl.TursoClient:

@@ -8,7 +8,6 @@ replicas other processes left in cloud mode.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 from typing import Any
 
@@ -16,8 +15,9 @@ from ..client import TursoClient, get_turso_client
 from ..config import TursoConfig, configure, database_url_problem, mask_secret
 from ..errors import LoggingNotConfigured
 from ..query.access import database_label
-from ..schema import SCHEMA_VERSION, current_version
-from ..store import CloudStore, LocalStore, is_lock_error
+from ..schema.migrations import SCHEMA_VERSION, current_version
+from ..storage import CloudStore, LocalStore, is_lock_error, replicas
+from ..storage.replicas import other_replicas
 from .base import CliError, UsageError, option
 
 __all__ = [
@@ -78,32 +78,17 @@ def open_unmigrated(client: TursoClient, path: str) -> Any:
     return LocalStore(TursoConfig(url=path), client.settings).connect(timeout=5.0)
 
 
-# TODO(layout): replica naming and opening belong to storage/replicas.py (issue 12); once it
-# exists, ``replica_dir``/``other_replicas``/``open_replica`` call its functions instead.
-
-
 def replica_dir(client: TursoClient) -> str | None:
     """Where cloud-mode replicas of this database live (``None`` in local mode)."""
     if not client.config.is_remote:
         return None
-    return CloudStore(client.config, client.settings).dir
-
-
-def other_replicas(directory: str, kind: str) -> list[str]:
-    """Replica files of other processes (ours are named after our pid): ``kind`` ``"w"`` for
-    writer replicas, ``"r"`` for read replicas."""
-    mine = f"{kind}-{os.getpid()}-"
-    return [
-        path
-        for path in sorted(glob.glob(os.path.join(glob.escape(directory), f"{kind}-*.db")))
-        if not os.path.basename(path).startswith(mine)
-    ]
+    return replicas.replica_dir(client.config, client.settings)
 
 
 def open_replica(client: TursoClient, path: str) -> Any:
     """Open a replica file as it is: no download (a replica of another process, to inspect
     or push)."""
-    return CloudStore(client.config, client.settings)._open(path, bootstrap=False)
+    return replicas.open_replica(client.config, path)
 
 
 def probe_replica(client: TursoClient, path: str) -> tuple[str, int | None]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ..serialize import REDACTED
+from ..redact import REDACTED
 from .base import PROG
 
 Cell = str | tuple[str, str | None]  # text, or (text, rich style)

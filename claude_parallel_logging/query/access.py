@@ -19,8 +19,8 @@ from typing import Any
 from ..client import TursoClient, get_turso_client
 from ..config import TursoConfig, configuration_problem
 from ..errors import DatabaseUnavailable, LoggingNotConfigured
-from ..schema import current_version
-from ..store import LocalStore
+from ..schema.migrations import current_version
+from ..storage.local import LocalStore
 
 __all__ = [
     "TursoClient",

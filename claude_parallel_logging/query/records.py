@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..session_store_sql import StoredTranscript
+from ..storage.transcripts import StoredTranscript
 from .times import duration_ms
 
 

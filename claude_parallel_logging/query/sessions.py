@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ..session_store_sql import StoredTranscript, load_transcript, transcripts_for
+from ..storage.transcripts import StoredTranscript, load_transcript, transcripts_for
 from .access import TursoClient, reading
 from .cursor import encode_cursor, page_query
 from .records import MessageRecord, SessionDetail, SessionPage, SessionSummary, ToolExecutionRecord

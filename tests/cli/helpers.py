@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from claude_parallel_logging.cli.format import fmt_ms
-from claude_parallel_logging.serialize import iso_utc
+from claude_parallel_logging.payload import iso_utc
 from tests.conftest import REPO
 from tests.populate import (
     GenSession,

@@ -37,8 +37,8 @@ CHILD = """
 import os, sys
 import claude_parallel_logging, claude_parallel_logging.cli as cli
 import claude_parallel_logging.config, claude_parallel_logging.query
-import claude_parallel_logging.schema, claude_parallel_logging.store
-import claude_parallel_logging.writer
+import claude_parallel_logging.schema, claude_parallel_logging.storage
+import claude_parallel_logging.write
 import turso, shutil, tempfile, json, glob, importlib.metadata, encodings.idna
 for dist in ("claude-parallel-logging", "pyturso", "rich"):
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.schema import SCHEMA_VERSION
+from claude_parallel_logging.schema.migrations import SCHEMA_VERSION
 from tests.cli.helpers import (
     ANSI,
     Cli,

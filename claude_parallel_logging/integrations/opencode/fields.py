@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ...serialize import iso_utc
+from ...payload import iso_utc
 from ..shapes import as_float
 
 JSON = dict[str, Any]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ...store import MESSAGE_UPDATABLE
+from ...schema.tables import MESSAGE_UPDATABLE
 from ..session import LoggedSession
 from ..shapes import as_float, as_int
 from .bindings import SessionBindings

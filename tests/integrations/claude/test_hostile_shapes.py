@@ -33,8 +33,13 @@ import claude_parallel_logging as cpl
 from claude_parallel_logging.client import get_turso_client
 from claude_parallel_logging.integrations.claude.blocks import MAX_BLOCKS
 from claude_parallel_logging.integrations.claude.usage import reset_ledgers
-from claude_parallel_logging.serialize import TRUNCATED_MARK
-from claude_parallel_logging.store import MESSAGE_INSERT, MESSAGE_UPSERT, TOOL_INSERT, TOOL_UPSERT
+from claude_parallel_logging.payload import TRUNCATED_MARK
+from claude_parallel_logging.schema.ops import (
+    MESSAGE_INSERT,
+    MESSAGE_UPSERT,
+    TOOL_INSERT,
+    TOOL_UPSERT,
+)
 from claude_parallel_logging.testing.recorded import load_raw
 from tests.conftest import query
 

@@ -7,7 +7,12 @@ import pytest
 import turso
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.schema import MIGRATIONS, SCHEMA_VERSION, current_version, migrate
+from claude_parallel_logging.schema.migrations import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    current_version,
+    migrate,
+)
 from tests.conftest import query
 
 V1_SESSIONS = [

@@ -13,7 +13,8 @@ import pytest
 
 import claude_parallel_logging as cpl
 from claude_parallel_logging.client import TursoClient, get_turso_client
-from claude_parallel_logging.schema import MIGRATIONS, SCHEMA_VERSION, SchemaVersionError, migrate
+from claude_parallel_logging.errors import SchemaVersionError
+from claude_parallel_logging.schema.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer
 
 
@@ -295,12 +296,12 @@ lg.start_session(cpl.SessionInfo(id="parent", agent_type="a", model="m"))
 assert cpl.flush(10)
 assert [s.id for s in cpl.list_sessions()] == ["parent"]  # the parent's read replica exists
 client = cpl.get_turso_client()
-parent_reader = client.reader().describe()["replica"]
+parent_reader = client.reader().path
 pid = os.fork()
 if pid == 0:
     code = 1
     try:
-        child_reader = client.reader().describe()["replica"]
+        child_reader = client.reader().path
         ok = child_reader != parent_reader and [s.id for s in cpl.list_sessions()] == ["parent"]
         cpl.shutdown(5)  # the exit path: must not remove the parent's read replica
         code = 0 if ok else 3

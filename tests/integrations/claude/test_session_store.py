@@ -17,7 +17,7 @@ from claude_agent_sdk import SessionStore, get_session_messages_from_store
 from claude_agent_sdk.testing import run_session_store_conformance
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.session_store import TursoSessionStore
+from claude_parallel_logging.integrations.claude.session_store import TursoSessionStore
 from claude_parallel_logging.testing.anthropic import ScriptedAnthropicServer, text_turn
 from claude_parallel_logging.testing.tursodb import free_port
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer
@@ -207,7 +207,7 @@ def test_concurrent_appends_from_two_processes_both_land(
 def run_child(args: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     full = {**os.environ, **env, "PYTHONPATH": str(REPO), "CPL_CHILD_ARGS": json.dumps(args)}
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.session_store_child"],
+        [sys.executable, "-m", "tests.integrations.claude.session_store_child"],
         env=full, capture_output=True, text=True, timeout=120, cwd=str(REPO),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

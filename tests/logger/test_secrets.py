@@ -167,7 +167,7 @@ ONE_PATTERN_SAMPLES = {
 def test_each_builtin_pattern_has_a_sample_only_it_matches() -> None:
     import re
 
-    from claude_parallel_logging.serialize import _DEFAULT_PATTERNS
+    from claude_parallel_logging.redact import _DEFAULT_PATTERNS
 
     assert len(_DEFAULT_PATTERNS) == len(ONE_PATTERN_SAMPLES)
     matrix = {

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from .config import TursoConfig
+from ..config import TursoConfig
 
 
 def _http_base(url: str) -> str:

@@ -9,7 +9,7 @@ Every statement runs on the logger's writer thread with the writer's connection
 nothing runs on the event loop. ``append`` returns once the entries are durable where another
 machine can load them: committed to the file (local mode), or committed to the replica and
 pushed (cloud mode; if the push fails, it raises and the entries stay in the replica, pushed
-later). Reads in cloud mode pull first, through the query API's read replica.
+later). Reads in cloud mode pull first, through the client's read replica.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, TypeVar, cast
 
 from claude_agent_sdk import fold_session_summary
@@ -32,13 +33,12 @@ from claude_agent_sdk.types import (
     SessionSummaryEntry,
 )
 
-from . import session_store_sql as sql
-from .client import TursoClient, get_turso_client
-from .config import TursoConfig, configuration_problem, get_settings
-from .errors import LoggingNotConfigured
-from .query.access import reading
-from .schema import current_version
-from .store import BaseStore, CloudStore
+from ...client import TursoClient, get_turso_client
+from ...config import TursoConfig, configuration_problem, get_settings
+from ...errors import DatabaseUnavailable, LoggingNotConfigured
+from ...schema.migrations import current_version
+from ...storage import transcripts as sql
+from ...storage.base import Store
 
 T = TypeVar("T")
 
@@ -204,8 +204,6 @@ class TursoSessionStore:
 
     def _push(self, timeout: float) -> None:
         store = self.client.writer.store
-        if not isinstance(store, CloudStore):  # pragma: no cover - the call above created it
-            raise RuntimeError("no replica to push")
         done = threading.Event()
         errors: list[BaseException | None] = []
 
@@ -213,14 +211,15 @@ class TursoSessionStore:
             errors.append(error)
             done.set()
 
-        store.request_push(finished)
+        if store is None or not store.request_push(finished):  # pragma: no cover - cloud mode
+            raise RuntimeError("no replica to push")
         if not done.wait(timeout):
             raise TimeoutError(
                 f"the push to {_where(self.client)} did not finish within {timeout:.0f} s; the "
                 "entries are in the local replica and will be pushed later"
             )
         if errors[0] is not None:
-            text = store.prep.redact(f"{type(errors[0]).__name__}: {errors[0]}")
+            text = store.redact(f"{type(errors[0]).__name__}: {errors[0]}")
             raise ConnectionError(
                 f"cannot push to {_where(self.client)} ({text}); the entries are in the local "
                 "replica and will be pushed later"
@@ -229,17 +228,24 @@ class TursoSessionStore:
     def _read(self, fn: Callable[[Any], T], empty: T) -> T:
         """``fn(conn)``; ``empty`` when the database has no store tables yet.
 
-        Local mode: on the writer thread, like writes. Cloud mode: the query API's read replica,
+        Local mode: on the writer thread, like writes. Cloud mode: the client's read replica,
         pulled first (each request bounded by the network timeout)."""
         if not self._cloud:
             return self.client.writer.call(lambda store: _run_read(store, fn, empty), self.timeout)
-        with reading(self.client, missing_ok=True) as conn:
-            if conn is None or current_version(conn) < sql.TRANSCRIPT_SCHEMA:
+        store = self.client.reader()
+        with ExitStack() as stack:
+            try:
+                conn = stack.enter_context(store.read())
+            except Exception as exc:  # as the query API reports it
+                text = " ".join(store.redact(str(exc)).split())[:300] or type(exc).__name__
+                where = _where(self.client)
+                raise DatabaseUnavailable(f"cannot open database {where}: {text}") from exc
+            if current_version(conn) < sql.TRANSCRIPT_SCHEMA:
                 return empty
             return fn(conn)
 
 
-def _run_read(store: BaseStore, fn: Callable[[Any], T], empty: T) -> T:
+def _run_read(store: Store, fn: Callable[[Any], T], empty: T) -> T:
     result: T = store.run(lambda conn: fn(conn) if sql.has_tables(conn) else empty)
     return result
 

@@ -24,7 +24,7 @@ import pytest
 
 import claude_parallel_logging as cpl
 from claude_parallel_logging.client import get_turso_client
-from claude_parallel_logging.store import CloudStore
+from claude_parallel_logging.storage.cloud import CloudStore
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer
 from tests.netfault import Action, FaultProxy
 
@@ -205,7 +205,7 @@ def test_hung_push_is_retried_once_the_remote_answers(
 EXIT_UNDER_BLACK_HOLE = """
 import sys, time, json
 import claude_parallel_logging as cpl
-from claude_parallel_logging.store import CloudStore
+from claude_parallel_logging.storage.cloud import CloudStore
 CloudStore.network_timeout = 1.0
 CloudStore.schema_wait = 0.5
 cpl.configure(database_url=sys.argv[1], auth_token=sys.argv[2], flush_interval=0.02,
@@ -280,7 +280,7 @@ def test_reading_from_a_black_hole_times_out(hole: BlackHole, tmp_path: Path) ->
     """A pull on an existing read replica gives up after the network timeout, too."""
     import turso.sync
 
-    from claude_parallel_logging.remote import timed_pull
+    from claude_parallel_logging.storage.remote import timed_pull
 
     with tempfile.TemporaryDirectory(dir=tmp_path) as d:
         conn = turso.sync.connect(
@@ -487,15 +487,24 @@ def test_a_failed_batch_leaves_the_writer_connection_usable(cloud_server: SyncSe
     next batch is written."""
     import turso.sync
 
-    from claude_parallel_logging.store import SESSION_COLS, SESSION_INSERT, apply_compiled
+    from claude_parallel_logging.config import get_settings
+    from claude_parallel_logging.schema.ops import SESSION_INSERT
+    from claude_parallel_logging.schema.tables import SESSION_COLS
+    from claude_parallel_logging.write.batch import applier, apply_compiled, compile_ops
+    from claude_parallel_logging.write.values import ValueConverter
 
     configure(cloud_server.url)
     client = get_turso_client()
     assert client is not None
     store = client.writer._get_store()
     assert isinstance(store, CloudStore)
+    converter = ValueConverter(get_settings())
+
+    def write(ops: list[tuple[Any, ...]]) -> None:
+        store.write(applier(compile_ops(ops, converter)))
+
     row = dict.fromkeys(SESSION_COLS)
-    store.write([(SESSION_INSERT, tuple({**row, "id": "s0", "agent_type": "a", "model": "m",
+    write([(SESSION_INSERT, tuple({**row, "id": "s0", "agent_type": "a", "model": "m",
                                          "started_at": 1.0}.values()))])  # fmt: skip
     first = store._conn
 
@@ -511,7 +520,7 @@ def test_a_failed_batch_leaves_the_writer_connection_usable(cloud_server: SyncSe
     try:
         holder.execute("BEGIN IMMEDIATE")
         with pytest.raises(Exception, match=r"locked|busy"):
-            store.write(ops)
+            write(ops)
         assert first is not None and store._conn is None  # dropped: the next batch starts afresh
         # The same failure on a bare connection: apply_compiled leaves no transaction open.
         with pytest.raises(Exception, match=r"locked|busy"):
@@ -523,11 +532,14 @@ def test_a_failed_batch_leaves_the_writer_connection_usable(cloud_server: SyncSe
         holder.close()
         bare.close()
         del holder, bare
-    store.write(ops)
+    write(ops)
     assert replica_rows(store.path, cloud_server.url, "SELECT id FROM sessions ORDER BY id") == [
         ("s0",), ("s1",)
     ]
-    store.push()
+    pushed = threading.Event()
+    errors: list[BaseException | None] = []
+    store.request_push(lambda error: (errors.append(error), pushed.set()))
+    assert pushed.wait(30) and errors == [None]
     assert cloud_server.query("SELECT id FROM sessions ORDER BY id") == [("s0",), ("s1",)]
 
 

@@ -1,4 +1,4 @@
-"""The schema: the contract with the TypeScript version, extended only by numbered migrations.
+"""The schema's history: the contract with the TypeScript version, extended only by numbered migrations.
 
 Migration 1 is the original plan's schema verbatim. Later migrations only add (columns by
 ``ALTER TABLE``, indexes), so a database written by any older version upgrades in place.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SchemaVersionError
+from ..errors import SchemaVersionError
 
 SCHEMA_VERSION = 4
 
@@ -202,22 +202,3 @@ def migrate(conn: Any) -> int:
                 pass
             raise
     return found
-
-
-def initialize_schema(client: Any = None) -> int | None:
-    """Create or upgrade the schema now (it also happens on first write); returns the version.
-
-    ``None`` when logging is off. Raises ``SchemaVersionError`` for a database from the future.
-    """
-    from .client import get_turso_client
-    from .store import open_store
-
-    client = client if client is not None else get_turso_client()
-    if client is None:
-        return None
-    store = open_store(client.config, client.settings)
-    try:
-        store.initialize()
-    finally:
-        store.close()
-    return SCHEMA_VERSION

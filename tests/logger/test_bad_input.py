@@ -197,7 +197,7 @@ def test_memory_bounded_for_containers_and_bytes_while_the_writer_is_stalled(
 
 
 def test_an_operation_that_cannot_be_compiled_is_skipped_alone(local_db: Path) -> None:
-    from claude_parallel_logging.store import MESSAGE_INSERT
+    from claude_parallel_logging.schema.ops import MESSAGE_INSERT
 
     lg = start()
     lg.log_message("user", "before")
@@ -217,7 +217,7 @@ def test_an_operation_that_cannot_be_compiled_is_skipped_alone(local_db: Path) -
 def test_every_cut_is_exactly_at_the_limit(db_path: Path) -> None:
     """The exact stored value, not just a length bound: text is ``limit`` characters plus the
     marker; JSON becomes the marker object with exactly these keys and values."""
-    from claude_parallel_logging.serialize import TRUNCATED_MARK
+    from claude_parallel_logging.payload import TRUNCATED_MARK
 
     limit = 2000
     cpl.configure(database_url=str(db_path), max_payload_chars=limit, flush_interval=0.05)
@@ -267,7 +267,7 @@ def test_every_cut_is_exactly_at_the_limit(db_path: Path) -> None:
 
 def test_precut_looks_at_a_bounded_part_of_a_huge_dict() -> None:
     """The caller's thread must not walk (or copy) a dict of millions of keys inside a value."""
-    from claude_parallel_logging.serialize import _WALK_BUDGET, precut
+    from claude_parallel_logging.payload import _WALK_BUDGET, cut_for_queue
 
     class Counting(dict[str, int]):
         seen = 0
@@ -278,5 +278,5 @@ def test_precut_looks_at_a_bounded_part_of_a_huge_dict() -> None:
                 yield item
 
     inner = Counting({str(i): i for i in range(200_000)})
-    assert precut({"inner": inner, "x": "y" * 10}, 100) is not None
+    assert cut_for_queue({"inner": inner, "x": "y" * 10}, 100) is not None
     assert Counting.seen <= _WALK_BUDGET

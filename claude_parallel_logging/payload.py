@@ -1,7 +1,8 @@
-"""Turning arbitrary agent data into safe, bounded, redacted database text.
+"""Turning arbitrary agent data into safe, bounded database text (used by both threads).
 
-Runs on the writer thread, never on the agent's: the hot path only hands objects over.
-Nothing here raises: whatever cannot be stored as-is is replaced by a clear marker.
+The agent's thread only bounds what it hands over (``cut_for_queue``); the writer thread does
+the rest (JSON, exact cuts with a marker that keeps the original size, timestamps). Nothing
+here raises: whatever cannot be stored as-is is replaced by a clear marker.
 """
 
 from __future__ import annotations
@@ -11,28 +12,14 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from .config import Redactor
-
-REDACTED = "[REDACTED]"
 # ASCII on purpose: one non-ASCII character would make CPython store the whole cut text with
 # two bytes per character, doubling what a cut ASCII payload holds in the queue.
 TRUNCATED_MARK = "...[truncated by claude-parallel-logging: original {size} chars]"
 MAX_DEPTH = 64
-
-# Built-in credential patterns, on by default (configure(redact_defaults=False) turns them off).
-_DEFAULT_PATTERNS = (
-    r"sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic API / admin keys
-    r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",  # OpenAI keys
-    r"(?i:\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*)",  # HTTP bearer tokens
-    r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",  # JWTs (Turso tokens)
-    r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key ids
-    r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",  # GitHub tokens
-    r"\bxox[baprs]-[A-Za-z0-9\-]{10,}",  # Slack tokens
-)
 
 
 _iso_cache: tuple[int, str] = (-1, "")
@@ -48,64 +35,6 @@ def iso_utc(ts: float) -> str:
         prefix = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         _iso_cache = (sec, prefix)
     return f"{prefix}.{frac:03d}Z"
-
-
-# Cheap substring checks that every default pattern needs: the full regex runs only on text
-# that could contain a credential (a plain sub() over every value was the writer's hot spot).
-# No default pattern matches fewer characters (``sk-ant-`` + 8, ``bearer `` + 8, ``xoxb-`` + 10).
-_SHORTEST_MATCH = 15
-_CACHED_CHARS = 64  # values this short are remembered (bounded: _CACHE_ENTRIES)
-_CACHE_ENTRIES = 4096
-_TRIGGERS = ("sk-", "eyJ", "AKIA", "xox", "earer", "EARER", "ghp_", "gho_", "ghu_", "ghs_", "ghr_")
-
-
-def build_redactor(
-    custom: Redactor | None, use_defaults: bool, secrets: Iterable[str | None] = ()
-) -> Callable[[str], str]:
-    """One function applied to every stored string; literal secrets (the auth token) always."""
-    literal = [s for s in secrets if s and len(s) >= 4]
-    parts = [re.escape(s) for s in literal]
-    triggers = tuple(literal)
-    if use_defaults:
-        parts.extend(_DEFAULT_PATTERNS)
-        triggers += _TRIGGERS
-    pattern = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
-    shortest = min([len(s) for s in literal] + ([_SHORTEST_MATCH] if use_defaults else []) or [0])
-
-    seen: dict[str, str] = {}  # short values (models, tool names, ids) repeat all the time
-
-    def scan(text: str) -> str:
-        for trigger in triggers:
-            if trigger in text:
-                return pattern.sub(REDACTED, text) if pattern is not None else text
-        return text
-
-    def builtin(text: str) -> str:
-        n = len(text)
-        if n < shortest or pattern is None:
-            return text
-        if n > _CACHED_CHARS:
-            return scan(text)
-        out = seen.get(text)
-        if out is None:
-            if len(seen) >= _CACHE_ENTRIES:
-                seen.clear()
-            out = seen[text] = scan(text)
-        return out
-
-    if custom is None:
-        return builtin
-
-    def redact(text: str) -> str:
-        text = builtin(text)
-        try:
-            out = custom(text)
-            text = out if isinstance(out, str) else str(out)
-        except Exception as exc:  # a broken hook must not leak the unredacted text
-            text = f"[redaction hook failed: {type(exc).__name__}; value withheld]"
-        return builtin(text)
-
-    return redact
 
 
 def clean_text(text: str) -> str:
@@ -158,7 +87,7 @@ def split_mark(text: str) -> tuple[str, int | None]:
     return text[: mark.start()], int(mark.group(1))
 
 
-def precut(value: Any, limit: int) -> Any:
+def cut_for_queue(value: Any, limit: int) -> Any:
     """Bound what the caller's thread hands over: long text (also inside lists and dicts, and
     bytes) is cut to ``limit`` plus a margin, so a huge tool output never sits in the queue.
 
@@ -182,12 +111,12 @@ def precut(value: Any, limit: int) -> Any:
     elif value is None or t is int or t is float or t is bool:
         return value
     try:
-        return _precut(value, keep, [_WALK_BUDGET], 0)
+        return _cut_nested(value, keep, [_WALK_BUDGET], 0)
     except Exception:  # e.g. the caller mutates the dict meanwhile: keep it as it is
         return value
 
 
-def _precut(value: Any, keep: int, budget: list[int], depth: int) -> Any:
+def _cut_nested(value: Any, keep: int, budget: list[int], depth: int) -> Any:
     budget[0] -= 1
     if budget[0] < 0 or depth > 16:
         return value
@@ -201,7 +130,7 @@ def _precut(value: Any, keep: int, budget: list[int], depth: int) -> Any:
     if isinstance(value, dict):
         out: dict[Any, Any] | None = None
         for k, v in list(itertools.islice(value.items(), max(0, budget[0]))):
-            cut = _precut(v, keep, budget, depth + 1)
+            cut = _cut_nested(v, keep, budget, depth + 1)
             if cut is not v:
                 if out is None:
                     out = dict(value)
@@ -210,7 +139,7 @@ def _precut(value: Any, keep: int, budget: list[int], depth: int) -> Any:
     if isinstance(value, (list, tuple)):
         items: list[Any] | None = None
         for i, v in enumerate(value[: max(0, budget[0])]):
-            cut = _precut(v, keep, budget, depth + 1)
+            cut = _cut_nested(v, keep, budget, depth + 1)
             if cut is not v:
                 if items is None:
                     items = list(value)
@@ -246,26 +175,6 @@ def cut_json(text: str, limit: int, keep: int = 0) -> str:
         {"__truncated__": True, "original_chars": original, "preview": preview},
         ensure_ascii=False,
     )
-
-
-def redact_values(value: Any, hook: Callable[[str], str], depth: int = 0) -> Any:
-    """Apply ``hook`` to every string (keys too) of a structure before it becomes JSON.
-
-    A hook sees the real text, not its JSON escaping (a secret with a quote or a newline would
-    otherwise slip through), and cannot break the JSON it is part of.
-    """
-    if isinstance(value, str):
-        return hook(value)
-    if depth >= MAX_DEPTH:
-        return value
-    if isinstance(value, dict):
-        return {
-            (hook(k) if isinstance(k, str) else k): redact_values(v, hook, depth + 1)
-            for k, v in list(value.items())
-        }
-    if isinstance(value, (list, tuple)):
-        return [redact_values(v, hook, depth + 1) for v in list(value)]
-    return value
 
 
 def to_text(value: Any) -> str:

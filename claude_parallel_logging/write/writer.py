@@ -8,7 +8,6 @@ the offending operation is discarded, and counted.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -18,16 +17,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .config import Settings
-from .errors import SchemaVersionError
-from .store import BaseStore, CloudStore, Op, compile_ops
-
-log = logging.getLogger("claude_parallel_logging")
+from .._log import RateLimitedWarning, log
+from ..config import Settings
+from ..errors import SchemaVersionError
+from ..redact import REDACTED
+from ..schema.ops import Op
+from ..storage.base import Store
+from .batch import applier, compile_ops
+from .values import ValueConverter
 
 _DATA_ERRORS = ("IntegrityError", "ProgrammingError", "DataError", "InterfaceError")
 _MAX_BACKOFF = 5.0
 _MAX_PUSH_BACKOFF = 60.0
-_WARN_EVERY = 30.0
 
 T = TypeVar("T")
 
@@ -36,15 +37,14 @@ class _BadData(Exception):
     """Internal: a batch could not even be turned into SQL; only splitting it can help."""
 
 
-class _Marker:
+class FlushBarrier:
     """Placed in the queue by ``flush``: set once everything before it is written (and pushed)."""
 
-    __slots__ = ("event", "ok", "push")
+    __slots__ = ("event", "ok")
 
-    def __init__(self, push: bool) -> None:
+    def __init__(self) -> None:
         self.event = threading.Event()
         self.ok = True
-        self.push = push
 
 
 class _Call:
@@ -52,13 +52,13 @@ class _Call:
 
     __slots__ = ("done", "error", "fn", "result")
 
-    def __init__(self, fn: Callable[[BaseStore], Any]) -> None:
+    def __init__(self, fn: Callable[[Store], Any]) -> None:
         self.fn = fn
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
 
-    def run(self, store: BaseStore) -> None:
+    def run(self, store: Store) -> None:
         try:
             self.result = self.fn(store)
         except BaseException as exc:  # handed to the caller, never kills the writer
@@ -85,27 +85,17 @@ class WriterStats:
     last_push_at: float | None
 
 
-class _RateLimitedWarning:
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def __call__(self, key: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= _WARN_EVERY:
-            self._last[key] = now
-            log.warning(msg, *args)
-
-
 class Writer:
     """Bounded queue + one daemon thread. Thread-safe; never blocks or raises on ``enqueue``."""
 
-    def __init__(self, store_factory: Callable[[], BaseStore], settings: Settings) -> None:
+    def __init__(self, store_factory: Callable[[], Store], settings: Settings) -> None:
         self._store_factory = store_factory
         self._settings = settings
         self._capacity = settings.queue_capacity
         self._batch_size = settings.batch_size
         self._interval = settings.flush_interval
-        self._warn = _RateLimitedWarning()
+        self._warn = RateLimitedWarning()
+        self._converter: ValueConverter | None = None  # made with the store, kept after a fork
         self._init_state()
         _live_writers.add(self)
 
@@ -119,7 +109,7 @@ class Writer:
         self._io_lock = threading.Lock()
         self._forking = False
         self._thread: threading.Thread | None = None
-        self._store: BaseStore | None = None
+        self._store: Store | None = None
         self._closed = False
         self._taken = 0
         self._written = 0
@@ -130,7 +120,6 @@ class Writer:
         self._push_failures = 0
         self._last_error: str | None = None
         self._last_push_at: float | None = None
-        self._unpushed = False
         self._pushed_written = 0  # ``_written`` when the last successful push was asked for
         self._push_in_flight = False  # a periodic push was asked for and has not ended
         self._next_push = 0.0
@@ -139,7 +128,7 @@ class Writer:
         self._final_ok = False
         self._refused: SchemaVersionError | None = None
         self._dropped_before = 0  # ``dropped`` at the previous flush
-        self._markers_closed = False  # the writer thread has stopped reaching markers
+        self._barriers_closed = False  # the writer thread has stopped reaching barriers
 
     # ----- caller side (hot path) -------------------------------------------------------------
 
@@ -161,8 +150,7 @@ class Writer:
             self._dropped += 1
         self._warn(
             "drop",
-            "claude-parallel-logging: queue full or writer closed (capacity %d); dropping log "
-            "events (%d dropped so far)",
+            "queue full or writer closed (capacity %d); dropping log events (%d dropped so far)",
             self._capacity,
             self._dropped,
         )
@@ -186,18 +174,18 @@ class Writer:
         self._dropped_before = dropped
         thread = self._thread
         if thread is None or not thread.is_alive():
-            # Never started, or stopped (shut down): nothing will write a marker.
+            # Never started, or stopped (shut down): nothing will reach a barrier.
             return self._pending_count() == 0 and not lost and self._final_ok_or_idle()
-        marker = _Marker(push=True)
-        self._queue.append(marker)
+        barrier = FlushBarrier()
+        self._queue.append(barrier)
         self._wake.set()
-        if self._markers_closed:  # the thread stopped meanwhile: it will never reach the marker
-            self._fail_markers()
-        if not marker.event.wait(timeout):
+        if self._barriers_closed:  # the thread stopped meanwhile: it will never reach the barrier
+            self._fail_barriers()
+        if not barrier.event.wait(timeout):
             return False
-        return marker.ok and not lost
+        return barrier.ok and not lost
 
-    def call(self, fn: Callable[[BaseStore], T], timeout: float | None = None) -> T:
+    def call(self, fn: Callable[[Store], T], timeout: float | None = None) -> T:
         """Run ``fn(store)`` on the writer thread, after what is queued, and return its result.
 
         The store's connection is the writer's own, so other users of the database in this
@@ -213,8 +201,8 @@ class Writer:
         if self._thread is None:
             self._start()
         self._wake.set()
-        if self._markers_closed:  # the thread stopped meanwhile: nobody will run it
-            self._fail_markers()
+        if self._barriers_closed:  # the thread stopped meanwhile: nobody will run it
+            self._fail_barriers()
         if not item.done.wait(timeout):
             raise TimeoutError(f"the database writer did not run the call within {timeout} s")
         if item.error is not None:
@@ -260,10 +248,10 @@ class Writer:
         return self._pending_count() + (self._taken - self._written - self._discarded)
 
     def _pending_count(self) -> int:
-        return sum(1 for item in list(self._queue) if not isinstance(item, (_Marker, _Call)))
+        return sum(1 for item in list(self._queue) if not isinstance(item, (FlushBarrier, _Call)))
 
     @property
-    def store(self) -> BaseStore | None:
+    def store(self) -> Store | None:
         return self._store
 
     # ----- writer thread ----------------------------------------------------------------------
@@ -285,18 +273,18 @@ class Writer:
                         return
                 except Exception as exc:  # a bug or a resource error: keep the writer alive
                     self._record_error(exc)
-                    self._warn("loop", "claude-parallel-logging: writer error (%s)", exc)
+                    self._warn("loop", "writer error (%s)", exc)
                     self._stop.wait(0.5)
         except BaseException as exc:  # never let the thread die silently
             self._record_error(exc)
-            log.exception("claude-parallel-logging: writer thread stopped unexpectedly")
+            log.exception("writer thread stopped unexpectedly")
         finally:
-            self._markers_closed = True  # first: a flush appending after this fails its own
-            self._fail_markers()  # a flush waiting for a marker that will never be reached
+            self._barriers_closed = True  # first: a flush appending after this fails its own
+            self._fail_barriers()  # a flush waiting for a barrier that will never be reached
 
-    def _fail_markers(self) -> None:
+    def _fail_barriers(self) -> None:
         for item in list(self._queue):
-            if isinstance(item, _Marker) and not item.event.is_set():
+            if isinstance(item, FlushBarrier) and not item.event.is_set():
                 item.ok = False
                 item.event.set()
             elif isinstance(item, _Call):
@@ -308,12 +296,12 @@ class Writer:
             if not q:
                 return
             ops: list[Op] = []
-            markers: list[_Marker] = []
+            barriers: list[FlushBarrier] = []
             call: _Call | None = None
             while q and len(ops) < self._batch_size:
                 item = q.popleft()
-                if isinstance(item, _Marker):
-                    markers.append(item)
+                if isinstance(item, FlushBarrier):
+                    barriers.append(item)
                     break
                 if isinstance(item, _Call):
                     call = item
@@ -323,12 +311,12 @@ class Writer:
             ok = self._write(ops) if ops else True
             if call is not None:
                 self._run_call(call)
-            if markers:
+            if barriers:
                 self._release_store()  # whoever flushed is likely to read next
-            for m in markers:
-                m.ok = ok and self._taken == self._written + self._discarded
-                if not (m.push and self._maybe_push(force=True, marker=m)):
-                    m.event.set()  # else the push completes it
+            for b in barriers:
+                b.ok = ok and self._taken == self._written + self._discarded
+                if not self._maybe_push(force=True, barrier=b):
+                    b.event.set()  # else the push completes it
             if self._gave_up():
                 return
 
@@ -344,10 +332,15 @@ class Writer:
     def _gave_up(self) -> bool:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
 
-    def _get_store(self) -> BaseStore:
+    def _get_store(self) -> Store:
         if self._store is None:
             self._store = self._store_factory()
         return self._store
+
+    def _values(self) -> ValueConverter:
+        if self._converter is None:
+            self._converter = ValueConverter(self._settings)
+        return self._converter
 
     def _write(self, ops: Sequence[Op]) -> bool:
         """Write one batch; retries until written, split on data errors, or shutdown gives up."""
@@ -358,14 +351,12 @@ class Writer:
             try:
                 store = self._get_store()
                 try:
-                    compiled = compile_ops(ops, store.prep)
+                    compiled = compile_ops(ops, self._values())
                 except Exception as exc:  # the data itself: retrying cannot help
                     raise _BadData(exc) from exc
                 with self._io_lock:
-                    store.write_compiled(compiled)
+                    store.write(applier(compiled))
                 self._written += len(ops)
-                if store.mode == "cloud":
-                    self._unpushed = True
                 return True
             except _BadData as bad:
                 self._failed_batches += 1
@@ -377,7 +368,7 @@ class Writer:
                 self._failed_batches += 1
                 self._record_error(exc)
                 self._refused = exc
-                log.error("claude-parallel-logging: %s", exc)
+                log.error("%s", exc)
                 return False
             except Exception as exc:
                 self._failed_batches += 1
@@ -386,8 +377,7 @@ class Writer:
                     return self._write_one_by_one(ops)
                 self._warn(
                     "write",
-                    "claude-parallel-logging: cannot write to the database %s yet (%s); "
-                    "retrying, %d events waiting",
+                    "cannot write to the database %s yet (%s); retrying, %d events waiting",
                     self._where(),
                     self._last_error,
                     len(ops) + self._pending_count(),
@@ -409,7 +399,7 @@ class Writer:
             self._discarded += 1
             self._warn(
                 "discard",
-                "claude-parallel-logging: the database rejected a log event (%s); it was skipped",
+                "the database rejected a log event (%s); it was skipped",
                 self._last_error,
             )
             return False
@@ -418,15 +408,16 @@ class Writer:
             ok = self._write([op]) and ok
         return ok
 
-    def _maybe_push(self, force: bool, marker: _Marker | None = None) -> bool:
-        """Ask for a push (cloud mode) every ``push_interval``, and for each ``flush`` marker.
+    def _maybe_push(self, force: bool, barrier: FlushBarrier | None = None) -> bool:
+        """Ask for a push (cloud mode) every ``push_interval``, and for each flush barrier.
 
-        The push runs on the store's push thread (``CloudStore.request_push``): the writer never
+        The push runs on the store's push thread (``Store.request_push``): the writer never
         waits for the network, so rows keep reaching the local replica whatever the remote does.
-        Returns True when a push was asked for; the marker given, if any, is then completed by it.
+        Returns True when a push was asked for; the barrier given, if any, is then completed by
+        it. A store with nothing to push to (local mode) declines: then False.
         """
         store = self._store
-        if not isinstance(store, CloudStore):
+        if store is None:
             return False
         if not force and (
             self._push_in_flight
@@ -437,20 +428,23 @@ class Writer:
         if store.on_push is None:
             store.on_push = self._push_attempted
         written = self._written
-        if marker is None:
+        if barrier is None:
             self._push_in_flight = True
 
         def done(error: BaseException | None) -> None:  # on the push thread
             if error is None and written > self._pushed_written:
                 self._pushed_written = written
-            if marker is None:
+            if barrier is None:
                 self._push_in_flight = False
             else:
-                marker.ok = marker.ok and error is None
-                marker.event.set()
+                barrier.ok = barrier.ok and error is None
+                barrier.event.set()
 
-        store.request_push(done)
-        return True
+        if store.request_push(done):
+            return True
+        if barrier is None:
+            self._push_in_flight = False
+        return False
 
     def _push_attempted(self, error: BaseException | None) -> None:
         """Told by the push thread of every push of our replica: counters and retry schedule."""
@@ -468,11 +462,11 @@ class Writer:
         )
         self._next_push = now + self._push_backoff
         if isinstance(error, SchemaVersionError):  # the store refuses to push: nothing to retry
-            self._warn("refused", "claude-parallel-logging: %s", self._last_error)
+            self._warn("refused", "%s", self._last_error)
             return
         self._warn(
             "push",
-            "claude-parallel-logging: push to the remote failed (%s); rows are safe in the "
+            "push to the remote failed (%s); rows are safe in the "
             "local replica and will be pushed later",
             self._last_error,
         )
@@ -490,12 +484,10 @@ class Writer:
         store = self._store
         if store is None:
             return True
-        try:
-            if isinstance(store, CloudStore):  # waits for the final push until shutdown's deadline
-                deadline = self._stop_deadline
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                return store.close(left)
-            return store.close()
+        try:  # cloud mode waits for the final push until shutdown's deadline
+            deadline = self._stop_deadline
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return store.close(left)
         except Exception as exc:
             self._record_error(exc)
             return False
@@ -509,11 +501,11 @@ class Writer:
         store = self._store
         text = f"{type(exc).__name__}: {exc}"
         if store is not None:
-            text = store.prep.redact(text)
+            text = store.redact(text)
         else:
             token = self._settings.config.auth_token if self._settings.config else None
             if token:
-                text = text.replace(token, "[REDACTED]")
+                text = text.replace(token, REDACTED)
         self._last_error = text[:500]
 
     # ----- fork -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import turso
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from claude_parallel_logging.schema.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from tests.conftest import query
 
 TYPESCRIPT_MIGRATIONS = [

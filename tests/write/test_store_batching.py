@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 
 from claude_parallel_logging import ConversationLogger, SessionInfo, Settings, TursoConfig
-from claude_parallel_logging.store import Op, compile_ops, open_store
+from claude_parallel_logging.schema.ops import Op
+from claude_parallel_logging.storage import open_store
+from claude_parallel_logging.write.batch import applier, compile_ops
+from claude_parallel_logging.write.values import ValueConverter
 
 
 def _capture() -> tuple[ConversationLogger, list[Op]]:
@@ -133,12 +136,13 @@ def test_grouped_batches_equal_one_by_one(tmp_path: Path, seed: int) -> None:
     for name, sizes in (("grouped", (1, 7, 50, 400)), ("single", (1,))):
         path = tmp_path / f"{name}.db"
         cfg = TursoConfig(str(path))
-        store = open_store(cfg, Settings(config=cfg))
+        settings = Settings(config=cfg)
+        store, converter = open_store(cfg, settings), ValueConverter(settings)
         rnd = random.Random(seed)
         k = 0
         while k < len(ops):
             n = rnd.choice(sizes)
-            store.write(ops[k : k + n])
+            store.write(applier(compile_ops(ops[k : k + n], converter)))
             k += n
         store.close()
         results.append(_dump(path))
@@ -157,7 +161,7 @@ def test_a_mixed_batch_needs_few_statements() -> None:
         tid = lg.log_tool_execution("Bash", "running", input={"i": i}, tool_use_id=f"t{i}")
         lg.finish_tool_execution(tid, "completed", output="ok")
     cfg = TursoConfig(":memory:")
-    compiled = compile_ops(sink, open_store(cfg, Settings(config=cfg)).prep)
+    compiled = compile_ops(sink, ValueConverter(Settings(config=cfg)))
     assert len(sink) == 901
     # each tool's end is folded into its start: 1 session + 300 messages + 300 tools
     assert sum(len(rows) for _, rows in compiled) == 601
@@ -167,11 +171,12 @@ def test_a_mixed_batch_needs_few_statements() -> None:
 def test_inserts_name_only_non_null_columns_and_keep_defaults(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
     cfg = TursoConfig(str(path))
-    store = open_store(cfg, Settings(config=cfg))
+    settings = Settings(config=cfg)
+    store = open_store(cfg, settings)
     lg, sink = _capture()
     lg.start_session(SessionInfo(id="s", agent_type="t"))
     lg.log_message("user", None, created_at=None)
-    store.write(sink)
+    store.write(applier(compile_ops(sink, ValueConverter(settings))))
     store.close()
     import turso
 
