@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 
-from ...query import MIN_PREFIX_LENGTH, check_readable, get_session
+from ...query import MIN_PREFIX_LENGTH, check_readable, get_session, session_document
+from ...query.documents import dumps
 from ..base import EXIT_OK, CliError
 from ..database import resolve_client
 from ..options import non_negative_int
@@ -56,7 +57,7 @@ def handle(args: argparse.Namespace, out: Output) -> int:
             out.line(line, "dim")
         return EXIT_OK
     if fmt == "json":
-        body = json.dumps(detail.to_dict(), ensure_ascii=False, indent=2, default=str) + "\n"
+        body = dumps(session_document(detail))
     elif fmt == "jsonl":
         body = "".join(
             json.dumps(record, ensure_ascii=False, default=str) + "\n"
