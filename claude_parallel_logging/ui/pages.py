@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from ..query import (
     SearchHit,
+    SessionSummary,
     UsageRow,
     costliest_sessions,
     decode_cursor,
@@ -118,6 +119,17 @@ def _iso(ms: float) -> str:
     return parse_time(datetime.fromtimestamp(ms / 1000, timezone.utc))
 
 
+def _drawn_end(s: SessionSummary) -> float:
+    """Where a session's bar ends by default: its end; for one still running, now if it
+    started in the last hour, else its start (one left "running" by a crashed process must
+    not stretch the axis to today)."""
+    end = epoch_ms(s.ended_at)
+    if end is not None:
+        return end
+    start = epoch_ms(s.started_at) or 0.0
+    return now_ms() if start > now_ms() - 3600_000 else start
+
+
 def timeline(viewer: Viewer, request: Request) -> Response:
     since, until = params.time_text(request, "since"), params.time_text(request, "until")
     if since:
@@ -133,14 +145,8 @@ def timeline(viewer: Viewer, request: Request) -> Response:
     if lo is None:
         lo = min((epoch_ms(s.started_at) or 0.0 for s in found), default=now_ms() - 3600_000)
     hi = epoch_ms(parse_time(until)) if until else None
-    if hi is None:  # the last end; "now" only for sessions that started in the last hour
-        # (a session left "running" by a crashed process would stretch the axis forever)
-        recent = now_ms() - 3600_000
-        ends = [
-            epoch_ms(s.ended_at)
-            or ((now_ms() if a > recent else a) if (a := epoch_ms(s.started_at) or 0.0) else 0.0)
-            for s in found
-        ]
+    if hi is None:
+        ends = [_drawn_end(s) for s in found]
         hi = max([*ends, lo + 1000.0])
     lanes = swimlanes(found, lo, hi)
     ticks = [
