@@ -103,7 +103,8 @@ def session_live(viewer: Viewer, request: Request) -> Response:
     if params.text(request, "fp") == fp:
         return Response(status_code=204)
     shown = params.integer(request, "shown", TRANSCRIPT_PAGE, lo=1, hi=10_000_000)
-    response = viewer.fragment("_session_main.html", **session_context(detail, shown))
+    context = session_context(detail, max(shown, TRANSCRIPT_PAGE))
+    response = viewer.fragment("_session_main.html", **context)
     response.headers["x-fingerprint"] = fp
     response.headers["x-status"] = detail.session.status
     return response
