@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("hot_path", "stream", "writer", "memory", "e2e", "session_store")
+BENCHMARKS = ("hot_path", "stream", "writer", "memory", "e2e", "session_store", "ui")
 
 pytestmark = pytest.mark.e2e  # runs the real CLI and tursodb
 

@@ -7,11 +7,11 @@ costs start-up time for piped output, which never uses it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from ..query.documents import dumps
 from ..redact import REDACTED
 from .base import PROG
 
@@ -175,7 +175,7 @@ class Output:
         self.stdout.write(self.scrub(text))
 
     def json(self, data: Any) -> None:
-        self.write_raw(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+        self.write_raw(dumps(data))
 
     def error(self, message: str, prog: str = PROG) -> None:
         text = " ".join(self.scrub(message).split())

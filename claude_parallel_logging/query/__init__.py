@@ -6,13 +6,15 @@ replica pulled from the remote first, so it sees what every process has pushed, 
 Rows this process logged but has not yet flushed (or pushed) are not visible: ``flush()`` first.
 
 ``records`` (what is returned) · ``access`` (opening the database for reading) · ``times`` ·
-``cursor`` (pages) · ``sessions`` · ``search`` · ``usage`` · ``aio`` (the asyncio forms).
+``cursor`` (pages) · ``sessions`` · ``search`` · ``usage`` · ``aio`` (the asyncio forms) ·
+``documents`` (the JSON documents ``cpl --json`` prints and the viewer's ``/api`` serves).
 """
 
 from ..errors import DatabaseUnavailable, InvalidCursor, LoggingNotConfigured
 from .access import check_readable, missing_file_message, needs_snapshot, snapshot
 from .aio import aget_session, aiter_sessions, alist_sessions, asearch_sessions, ausage_summary
 from .cursor import check_list_arguments, decode_cursor
+from .documents import search_document, session_document, sessions_document, stats_document
 from .records import (
     WHERE_MESSAGE,
     WHERE_MESSAGE_TOOL_INPUT,
@@ -27,11 +29,13 @@ from .records import (
     SessionPage,
     SessionSummary,
     ToolExecutionRecord,
+    ToolUsageRow,
     UsageRow,
 )
 from .search import SNIPPET_CONTEXT, search_sessions
 from .sessions import (
     MIN_PREFIX_LENGTH,
+    costliest_sessions,
     get_session,
     get_stored_transcripts,
     iter_sessions,
@@ -40,7 +44,7 @@ from .sessions import (
     short_ids,
 )
 from .times import TimeLike, parse_time
-from .usage import GROUP_BY_CHOICES, GroupBy, usage_summary
+from .usage import GROUP_BY_CHOICES, GroupBy, tool_usage, usage_summary
 
 __all__ = [
     "GROUP_BY_CHOICES",
@@ -64,6 +68,7 @@ __all__ = [
     "SessionSummary",
     "TimeLike",
     "ToolExecutionRecord",
+    "ToolUsageRow",
     "UsageRow",
     "aget_session",
     "aiter_sessions",
@@ -72,6 +77,7 @@ __all__ = [
     "ausage_summary",
     "check_list_arguments",
     "check_readable",
+    "costliest_sessions",
     "decode_cursor",
     "get_session",
     "get_stored_transcripts",
@@ -81,8 +87,13 @@ __all__ = [
     "needs_snapshot",
     "parse_time",
     "sdk_session_ids",
+    "search_document",
     "search_sessions",
+    "session_document",
+    "sessions_document",
     "short_ids",
     "snapshot",
+    "stats_document",
+    "tool_usage",
     "usage_summary",
 ]

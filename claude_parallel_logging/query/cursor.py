@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from .times import TimeLike, age_seconds, format_age, parse_time
 _CURSOR_VERSION = 2
 _LIST_FILTERS = ("agent_type", "status", "model")
 _TIME_FILTERS = ("since", "until")
+_EXTRA_FILTERS = ("metadata", "min_cost")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class PageQuery:
     until: str | None = None
     since_age: float | None = None
     until_age: float | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    min_cost: float | None = None
 
     @classmethod
     def build(
@@ -41,6 +45,8 @@ class PageQuery:
         model: Filter = None,
         since: TimeLike | None = None,
         until: TimeLike | None = None,
+        metadata: Mapping[str, str] | None = None,
+        min_cost: float | None = None,
     ) -> PageQuery:
         return cls(
             agent_type=tuple(sorted(set(filter_values(agent_type)))),
@@ -50,18 +56,20 @@ class PageQuery:
             until=None if until is None else parse_time(until),
             since_age=age_seconds(since),
             until_age=age_seconds(until),
+            metadata=metadata_filter(metadata),
+            min_cost=cost_filter(min_cost),
         )
 
     @property
     def empty(self) -> bool:
-        return not (self.agent_type or self.status or self.model) and (
-            self.since is None and self.until is None
+        return not (self.agent_type or self.status or self.model or self.metadata) and (
+            self.since is None and self.until is None and self.min_cost is None
         )
 
     def same_as(self, other: PageQuery) -> bool:
         """Whether these filters (given with a cursor) select what ``other`` (the cursor's)
         does: equal lists, and each time bound the same age or the same instant."""
-        for name in _LIST_FILTERS:
+        for name in (*_LIST_FILTERS, *_EXTRA_FILTERS):
             if getattr(self, name) != getattr(other, name):
                 return False
         for name in _TIME_FILTERS:
@@ -85,6 +93,9 @@ class PageQuery:
                 parts.append(
                     f"{name}={value}" + (f" (age {format_age(age)})" if age is not None else "")
                 )
+        parts += [f"metadata.{k}={v}" for k, v in self.metadata]
+        if self.min_cost is not None:
+            parts.append(f"min_cost={self.min_cost:g}")
         return " ".join(parts) or "no filters"
 
     def to_json(self) -> dict[str, Any]:
@@ -94,12 +105,21 @@ class PageQuery:
                 out[name] = getattr(self, name)
             if getattr(self, f"{name}_age") is not None:
                 out[f"{name}_age"] = getattr(self, f"{name}_age")
+        if self.metadata:
+            out["metadata"] = [list(pair) for pair in self.metadata]
+        if self.min_cost is not None:
+            out["min_cost"] = self.min_cost
         return out
 
     @classmethod
     def from_json(cls, data: Any) -> PageQuery:
         """The cursor's filters; ``ValueError`` on anything ``to_json`` does not make."""
-        allowed = {*_LIST_FILTERS, *_TIME_FILTERS, *(f"{n}_age" for n in _TIME_FILTERS)}
+        allowed = {
+            *_LIST_FILTERS,
+            *_TIME_FILTERS,
+            *_EXTRA_FILTERS,
+            *(f"{n}_age" for n in _TIME_FILTERS),
+        }
         if not isinstance(data, dict) or not set(data) <= allowed:
             raise ValueError("unknown filters")
         lists: dict[str, tuple[str, ...]] = {}
@@ -123,7 +143,16 @@ class PageQuery:
                 raise ValueError(f"{name}_age")
             times[name] = value
             times[f"{name}_age"] = None if age is None else float(age)
+        pairs = data.get("metadata", [])
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+            for p in pairs
+        ):
+            raise ValueError("metadata")
+        min_cost = data.get("min_cost")
         return cls(
+            metadata=metadata_filter(dict(pairs)),
+            min_cost=cost_filter(min_cost),
             agent_type=lists["agent_type"],
             status=lists["status"],
             model=lists["model"],
@@ -132,6 +161,31 @@ class PageQuery:
             since_age=times["since_age"],
             until_age=times["until_age"],
         )
+
+
+def metadata_filter(metadata: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """``{key: value}`` as sorted pairs of text; ``ValueError`` for an empty key."""
+    if not metadata:
+        return ()
+    if not isinstance(metadata, Mapping):
+        raise ValueError(f"metadata filter must be a mapping of key to value, got {metadata!r}")
+    pairs = []
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"metadata filter keys must be non-empty text, got {key!r}")
+        pairs.append((key, value if isinstance(value, str) else json.dumps(value)))
+    return tuple(sorted(pairs))
+
+
+def cost_filter(min_cost: Any) -> float | None:
+    """A minimum cost in dollars: a finite number of 0 or more (``None``: no minimum)."""
+    if min_cost is None:
+        return None
+    if isinstance(min_cost, bool) or not isinstance(min_cost, (int, float)):
+        raise ValueError(f"min_cost must be a number of dollars, got {min_cost!r}")
+    if not math.isfinite(min_cost) or min_cost < 0:
+        raise ValueError(f"min_cost must be a finite number of 0 or more, got {min_cost!r}")
+    return float(min_cost)
 
 
 def encode_cursor(started_at: str, session_id: str, query: PageQuery) -> str:
@@ -180,10 +234,12 @@ def page_query(
     since: TimeLike | None,
     until: TimeLike | None,
     cursor: str | None,
+    metadata: Mapping[str, str] | None = None,
+    min_cost: float | None = None,
 ) -> tuple[PageQuery, tuple[str, str] | None]:
     """The filters a ``list_sessions`` call applies and where its page starts (``None``: at
     the newest session). See ``list_sessions`` for the rule on filters given with a cursor."""
-    given = PageQuery.build(agent_type, status, model, since, until)
+    given = PageQuery.build(agent_type, status, model, since, until, metadata, min_cost)
     if not cursor:
         return given, None
     started_at, last_id, kept = decode_cursor(cursor)
@@ -203,7 +259,9 @@ def check_list_arguments(
     since: TimeLike | None = None,
     until: TimeLike | None = None,
     cursor: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    min_cost: float | None = None,
 ) -> None:
     """Raise the ``ValueError`` (:class:`InvalidCursor` for the cursor) ``list_sessions`` would
     raise for these arguments, without reading anything."""
-    page_query(agent_type, status, model, since, until, cursor)
+    page_query(agent_type, status, model, since, until, cursor, metadata, min_cost)

@@ -220,3 +220,20 @@ class UsageRow:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total_tokens": self.total_tokens}
+
+
+@dataclass(frozen=True)
+class ToolUsageRow:
+    """Figures for one tool name: calls, errors, the error rate over finished calls (not
+    ``running``) and p50/p95 duration over calls with a known duration (as ``UsageRow``)."""
+
+    tool_name: str
+    calls: int
+    errors: int
+    running: int
+    error_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -7,7 +7,7 @@ prefix of our id (at least ``MIN_PREFIX_LENGTH`` characters).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..storage.transcripts import StoredTranscript, load_transcript, transcripts_for
@@ -47,6 +47,8 @@ def list_sessions(
     until: TimeLike | None = None,
     cursor: str | None = FIRST_PAGE,
     *,
+    metadata: Mapping[str, str] | None = None,
+    min_cost: float | None = None,
     client: TursoClient | None = None,
 ) -> SessionPage:
     """Newest first. Pages are keyset-based on ``(started_at, id)``: sessions that arrive
@@ -63,20 +65,31 @@ def list_sessions(
     Leave ``cursor`` out (or pass ``""``) for the first page; ``cursor=None``, the last page's
     ``next_cursor``, returns an empty page (after checking the other arguments), so paging with
     ``list_sessions(cursor=page.next_cursor)`` stops. :func:`iter_sessions` pages for you.
+
+    ``metadata={"pr": "42"}`` keeps sessions whose metadata holds each key with that value (a
+    number or boolean compares as its JSON text: ``"42"``, ``"true"``); ``min_cost`` keeps
+    sessions that cost at least that many dollars (sessions without a cost are left out).
     """
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
     if cursor is None:  # past the last page
-        page_query(agent_type, status, model, since, until, None)
+        page_query(agent_type, status, model, since, until, None, metadata, min_cost)
         return SessionPage()
     if cursor is FIRST_PAGE:
         cursor = None
-    query, after = page_query(agent_type, status, model, since, until, cursor)
+    query, after = page_query(agent_type, status, model, since, until, cursor, metadata, min_cost)
     clauses, params = filter_clauses("s", query.agent_type, query.status, query.model)
     for bound, op in ((query.since, ">="), (query.until, "<")):
         if bound is not None:
             clauses.append(f"s.started_at {op} ?")
             params.append(bound)
+    for key, value in query.metadata:
+        clauses.append(_METADATA_MATCH)
+        path = _json_path(key)
+        params.extend([path, json.dumps(value, ensure_ascii=False), path, path, value])
+    if query.min_cost is not None:
+        clauses.append("s.cost_usd >= ?")
+        params.append(query.min_cost)
     if after is not None:
         clauses.append("(s.started_at < ? OR (s.started_at = ? AND s.id < ?))")
         params.extend([after[0], after[0], after[1]])
@@ -97,6 +110,31 @@ def list_sessions(
     return SessionPage(found, next_cursor)
 
 
+def costliest_sessions(
+    limit: int = 10,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    *,
+    agent_type: Filter = None,
+    model: Filter = None,
+    client: TursoClient | None = None,
+) -> list[SessionSummary]:
+    """The sessions that cost the most (ties: newest first); sessions without a cost are left
+    out. Filters as ``usage_summary``'s, so the two describe the same sessions."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    clauses, params = filter_clauses("s", agent_type, None, model, since, until)
+    clauses.append("s.cost_usd IS NOT NULL")
+    sql = (
+        f"SELECT {session_cols('s')} FROM sessions s WHERE {' AND '.join(clauses)}"
+        " ORDER BY s.cost_usd DESC, s.started_at DESC, s.id DESC LIMIT ?"
+    )
+    with reading(client) as conn:
+        if conn is None:
+            return []
+        return summaries(conn, conn.execute(sql, (*params, limit)).fetchall())
+
+
 def iter_sessions(
     agent_type: Filter = None,
     status: Filter = None,
@@ -104,18 +142,44 @@ def iter_sessions(
     since: TimeLike | None = None,
     until: TimeLike | None = None,
     *,
+    metadata: Mapping[str, str] | None = None,
+    min_cost: float | None = None,
     page_size: int = ITER_PAGE_SIZE,
     client: TursoClient | None = None,
 ) -> Iterator[SessionSummary]:
     """Every session the filters select, newest first, read ``page_size`` at a time (the same
     keyset pages as ``list_sessions``: sessions that arrive meanwhile never repeat or shift
     rows). Arguments are checked, and the first page read, on the first ``next()``."""
-    page = list_sessions(page_size, agent_type, status, model, since, until, client=client)
+    page = list_sessions(
+        page_size,
+        agent_type,
+        status,
+        model,
+        since,
+        until,
+        metadata=metadata,
+        min_cost=min_cost,
+        client=client,
+    )
     for _ in range(100_000_000):  # bounded: each page moves strictly past the previous one
         yield from page
         if page.next_cursor is None:
             return
         page = list_sessions(page_size, cursor=page.next_cursor, client=client)
+
+
+# A text value equals the filter's text; a number or boolean its JSON text (``42``, ``true``).
+# ``CASE`` first: metadata that is not JSON must not reach the JSON functions (they raise).
+_METADATA_MATCH = (
+    "(CASE WHEN json_valid(s.metadata) THEN (s.metadata -> ?) = ?"
+    " OR (json_type(s.metadata, ?) IN ('integer', 'real', 'true', 'false')"
+    " AND (s.metadata -> ?) = ?) ELSE 0 END)"
+)
+
+
+def _json_path(key: str) -> str:
+    """A JSON path naming one top-level key exactly (dots and quotes in it are not syntax)."""
+    return "$." + json.dumps(key, ensure_ascii=False)
 
 
 def _has_column(conn: Any, table: str, column: str) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from .access import TursoClient, reading
-from .records import UsageRow
+from .records import ToolUsageRow, UsageRow
 from .sql import NANO, RESULT_ROLE, Filter, filter_clauses
 from .times import TimeLike, duration_ms
 
@@ -129,4 +129,56 @@ def usage_summary(
                 p50_agent_ms=_percentile(sorted(agents.get(k, [])), 0.5),
             )
         )
+    return out
+
+
+def tool_usage(
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    *,
+    agent_type: Filter = None,
+    model: Filter = None,
+    client: TursoClient | None = None,
+) -> list[ToolUsageRow]:
+    """Per tool name (most called first): calls, errors, error rate and p50/p95 duration, over
+    the tool executions of the sessions the filters select (as ``usage_summary`` selects them)."""
+    clauses, params = filter_clauses("s", agent_type, None, model, since, until)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        "SELECT t.tool_name, t.status, t.duration_ms FROM tool_executions t"
+        f" JOIN sessions s ON s.id = t.session_id {where}"
+    )
+    counts: dict[str, list[int]] = {}  # name -> [calls, errors, running]
+    durations: dict[str, list[float]] = {}
+    with reading(client) as conn:
+        if conn is None:
+            return []
+        cur = conn.execute(sql, tuple(params))
+        for _ in range(100_000_000):
+            chunk = cur.fetchmany(5000)
+            if not chunk:
+                break
+            for name, status, ms in chunk:
+                c = counts.setdefault(str(name), [0, 0, 0])
+                c[0] += 1
+                c[1] += status == "error"
+                c[2] += status == "running"
+                if ms is not None:
+                    durations.setdefault(str(name), []).append(float(ms))
+    out: list[ToolUsageRow] = []
+    for name, (calls, errors, running) in counts.items():
+        finished = calls - running
+        ds = sorted(durations.get(name, []))
+        out.append(
+            ToolUsageRow(
+                tool_name=name,
+                calls=calls,
+                errors=errors,
+                running=running,
+                error_rate=errors / finished if finished else None,
+                p50_ms=_percentile(ds, 0.5),
+                p95_ms=_percentile(ds, 0.95),
+            )
+        )
+    out.sort(key=lambda r: (-r.calls, r.tool_name))
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ...query import check_readable, search_sessions
+from ...query import check_readable, search_document, search_sessions
 from ..base import EXIT_OK
 from ..database import resolve_client
 from ..format import fmt_time, short_id_forms, status_cell
@@ -33,7 +33,7 @@ def handle(args: argparse.Namespace, out: Output) -> int:
         client=client,
     )
     if args.json:
-        out.json({"query": args.text, "hits": [h.to_dict() for h in hits]})
+        out.json(search_document(args.text, hits))
         return EXIT_OK
     if not hits:
         out.line(f"No sessions match {args.text!r}.")

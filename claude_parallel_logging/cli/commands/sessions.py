@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ...query import check_list_arguments, check_readable, list_sessions
+from ...query import check_list_arguments, check_readable, list_sessions, sessions_document
 from ..base import EXIT_OK, UsageError
 from ..database import resolve_client
 from ..format import (
@@ -49,7 +49,7 @@ def handle(args: argparse.Namespace, out: Output) -> int:
         client=client,
     )
     if args.json:
-        out.json({"sessions": [s.to_dict() for s in page], "next_cursor": page.next_cursor})
+        out.json(sessions_document(page))
         return EXIT_OK
     if not page:
         out.line("No sessions found.")

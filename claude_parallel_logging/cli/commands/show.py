@@ -6,21 +6,30 @@ import argparse
 import json
 import os
 
-from ...query import MIN_PREFIX_LENGTH, check_readable, get_session
+from ...query import (
+    MIN_PREFIX_LENGTH,
+    SessionDetail,
+    check_readable,
+    get_session,
+    session_document,
+)
+from ...query.documents import dumps
 from ..base import EXIT_OK, CliError
 from ..database import resolve_client
 from ..options import non_negative_int
 from ..output import Output
 from ..stored import pointer_lines, show_stored
 from ..transcript import jsonl_records, transcript_lines, transcript_markdown
+from .ui import missing_ui_message
 
 DEFAULT_MAX_CHARS = 500
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("session_id", metavar="ID", help="session id, SDK session id or id prefix")
-    p.add_argument("--format", choices=("text", "markdown", "jsonl"), default="text",
-                   help="text (default), or an export: markdown, jsonl")  # fmt: skip
+    p.add_argument("--format", choices=("text", "markdown", "jsonl", "html"), default="text",
+                   help="text (default), or an export: markdown, jsonl, html (one self-contained"
+                        " file: the viewer's session page, readable offline)")  # fmt: skip
     p.add_argument("--max-chars", type=non_negative_int, default=DEFAULT_MAX_CHARS,
                    help=f"cut long texts in the text view (default {DEFAULT_MAX_CHARS}; 0: never)")  # fmt: skip
     p.add_argument("--all", action="store_true",
@@ -30,6 +39,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transcript", action="store_true",
                    help="the full transcript TursoSessionStore stored (subagents nested)")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+
+def _html(detail: SessionDetail) -> str:
+    problem = missing_ui_message(("jinja2",))
+    if problem is not None:
+        raise CliError(problem)
+    from ...ui.export import export_html  # Jinja2 loads only for this format
+
+    return export_html(detail)
 
 
 def handle(args: argparse.Namespace, out: Output) -> int:
@@ -56,7 +74,7 @@ def handle(args: argparse.Namespace, out: Output) -> int:
             out.line(line, "dim")
         return EXIT_OK
     if fmt == "json":
-        body = json.dumps(detail.to_dict(), ensure_ascii=False, indent=2, default=str) + "\n"
+        body = dumps(session_document(detail))
     elif fmt == "jsonl":
         body = "".join(
             json.dumps(record, ensure_ascii=False, default=str) + "\n"
@@ -64,6 +82,8 @@ def handle(args: argparse.Namespace, out: Output) -> int:
         )
     elif fmt == "markdown":
         body = transcript_markdown(detail)
+    elif fmt == "html":
+        body = _html(detail)
     else:
         lines = transcript_lines(detail, args.max_chars, args.all, args.metadata)
         body = "".join(t + "\n" for t, _ in lines)

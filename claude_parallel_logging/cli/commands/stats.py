@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ...query import GROUP_BY_CHOICES, check_readable, usage_summary
+from ...query import GROUP_BY_CHOICES, check_readable, stats_document, usage_summary
 from ..base import EXIT_OK
 from ..database import resolve_client
 from ..format import TOKEN_COLUMNS, fmt_cost, fmt_int, fmt_ms, fmt_pct, token_cells
@@ -24,7 +24,7 @@ def handle(args: argparse.Namespace, out: Output) -> int:
     check_readable(client)
     rows = usage_summary(args.group_by, since=args.since, until=args.until, client=client)
     if args.json:
-        out.json({"group_by": args.group_by, "rows": [r.to_dict() for r in rows]})
+        out.json(stats_document(args.group_by, rows))
         return EXIT_OK
     if not rows:
         out.line("No sessions found.")
