@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaVersionError
+from ..transaction import transaction
 
 SCHEMA_VERSION = 4
 
@@ -181,8 +182,7 @@ def migrate(conn: Any) -> int:
     for migration in MIGRATIONS:
         if migration.version <= found:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for step in migration.steps:
                 if isinstance(step, AddColumn):
                     if step.column not in _columns(conn, step.table):
@@ -194,11 +194,4 @@ def migrate(conn: Any) -> int:
             conn.execute(
                 "INSERT OR IGNORE INTO schema_version (version) VALUES (?)", (migration.version,)
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except Exception:
-                pass
-            raise
     return found

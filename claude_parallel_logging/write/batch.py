@@ -25,6 +25,7 @@ from ..schema.tables import (
     TOOL_COLS,
     TOOL_UPDATABLE,
 )
+from ..transaction import transaction
 from .values import ValueConverter
 
 # What each kind of row operation does with the columns it names: (table, columns, conflict
@@ -194,36 +195,13 @@ _SQL_CACHE: dict[
 
 
 def apply_compiled(conn: Any, compiled: Compiled) -> None:
-    """One transaction for the whole batch; after any failure, no transaction is left open.
-
-    The ``BEGIN`` is inside the ``try``: pyturso's ``BEGIN IMMEDIATE`` can fail (``database is
-    locked``, e.g. while the push thread holds the replica) after it has opened the transaction,
-    and a connection left inside it fails every later ``BEGIN`` ("cannot start a transaction
-    within a transaction"), so nothing would be written again.
-    """
-    try:
-        conn.execute("BEGIN IMMEDIATE")
+    """One transaction for the whole batch; after any failure, no transaction is left open."""
+    with transaction(conn):
         for sql, rows in compiled:
             if len(rows) == 1:
                 conn.execute(sql, rows[0])
             else:
                 conn.executemany(sql, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        rollback(conn)
-        raise
-
-
-def rollback(conn: Any) -> bool:
-    """End whatever transaction ``conn`` is in; True when it is known to be in none now."""
-    try:
-        conn.execute("ROLLBACK")
-    except Exception:
-        pass  # "no transaction is active", or a connection beyond repair (see in_transaction)
-    try:
-        return not conn.in_transaction
-    except Exception:
-        return False
 
 
 def applier(compiled: Compiled) -> Callable[[Any], None] | None:

@@ -464,14 +464,12 @@ def test_busy_replica_delays_a_push_but_flush_still_succeeds(cloud_server: SyncS
         producer.start()
         assert wait_written(1)["written"] >= 1  # the writer runs: a flush now waits for it
         results = []
-        t_end = time.monotonic() + 2
-        while time.monotonic() < t_end:
+        for _ in range(5):  # a count, not a time span: a loaded machine makes flushes slower
             t0 = time.monotonic()
             results.append((cpl.flush(20), round(time.monotonic() - t0, 3)))
         stop.set()
         producer.join(10)
         assert all(ok for ok, _ in results), ([r for r in results if not r[0]], cpl.stats())
-        assert len(results) >= 3
         assert cpl.flush(20)
         n = logged[0]
         assert server.query("SELECT COUNT(*), COUNT(DISTINCT content) FROM messages") == [(n, n)]

@@ -39,6 +39,7 @@ from ...errors import DatabaseUnavailable, LoggingNotConfigured
 from ...schema.migrations import current_version
 from ...storage import transcripts as sql
 from ...storage.base import Store
+from ...transaction import transaction
 
 T = TypeVar("T")
 
@@ -251,16 +252,8 @@ def _run_read(store: Store, fn: Callable[[Any], T], empty: T) -> T:
 
 
 def _transaction(conn: Any, fn: Callable[[Any], None]) -> None:
-    conn.execute("BEGIN IMMEDIATE")  # serialises the summary's read-fold-write across processes
-    try:
+    with transaction(conn):  # serialises the summary's read-fold-write across processes
         fn(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        try:
-            conn.execute("ROLLBACK")
-        except Exception:
-            pass
-        raise
 
 
 def _where(client: TursoClient) -> str:
