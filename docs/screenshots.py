@@ -40,7 +40,9 @@ class Script:
     turns: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0])
 
-    def say(self, text: str, think: float, tokens: tuple[int, int], parent: str | None = None) -> None:
+    def say(
+        self, text: str, think: float, tokens: tuple[int, int], parent: str | None = None
+    ) -> None:
         """The model thinks ``think`` seconds, then answers ``text``."""
         self.at += think
         self.lg.log_message(
@@ -113,8 +115,14 @@ def log_feature_session(start: float) -> None:
     s.say("I'll look at the retry helper and its tests first.", 2.1, (1850, 48))
     s.tool("Read", "toolu_01", {"file_path": "payments/retry.py"}, 0.34,
            "def retry(call, attempts=3):\n    for n in range(attempts):\n        ...")  # fmt: skip
-    s.tool("Grep", "toolu_02", {"pattern": "attempts=", "path": "payments/"}, 0.61,
-           "payments/retry.py:12\npayments/client.py:40: retry(send, attempts=1)", think=1.2)
+    s.tool(
+        "Grep",
+        "toolu_02",
+        {"pattern": "attempts=", "path": "payments/"},
+        0.61,
+        "payments/retry.py:12\npayments/client.py:40: retry(send, attempts=1)",
+        think=1.2,
+    )
     s.say("client.py passes attempts=1. Let me have a subagent run the failing tests while I "
           "check the call site.", 3.4, (2600, 95))  # fmt: skip
     agent_at = s.start + s.at + 0.6
@@ -127,8 +135,15 @@ def log_feature_session(start: float) -> None:
     sub.tool("Bash", "toolu_s1", {"command": "pytest tests/payments -q"}, 7.8,
              "F.......\nFAILED test_retry_gives_up_after_three - assert 1 == 3",
              parent="toolu_03", think=0.4)  # fmt: skip
-    sub.tool("Read", "toolu_s2", {"file_path": "tests/payments/test_retry.py"}, 0.22,
-             "def test_retry_gives_up_after_three(): ...", parent="toolu_03", think=1.9)
+    sub.tool(
+        "Read",
+        "toolu_s2",
+        {"file_path": "tests/payments/test_retry.py"},
+        0.22,
+        "def test_retry_gives_up_after_three(): ...",
+        parent="toolu_03",
+        think=1.9,
+    )
     sub.say("One failure: test_retry_gives_up_after_three (1 attempt instead of 3).", 2.4,
             (1400, 60), parent="toolu_03")  # fmt: skip
     # the main agent works on while its subagent runs
@@ -193,20 +208,16 @@ class _Server:
 
 
 def _shoot(page: Any, target: Path, clip_height: int) -> None:
-    """A screenshot of the top of the page as PNG, palette-quantised to stay small."""
-    raw = page.screenshot(
-        full_page=True, clip={"x": 0, "y": 0, "width": 1200, "height": clip_height}
+    """The top of the page (down to ``clip_height``), 1200 px wide, as PNG."""
+    page.screenshot(
+        path=str(target),
+        full_page=True,
+        clip={"x": 0, "y": 0, "width": 1200, "height": clip_height},
     )
-    try:
-        import io
-
-        from PIL import Image
-
-        image = Image.open(io.BytesIO(raw)).convert("RGB").quantize(colors=128)
-        image.save(target, optimize=True)
-    except ImportError:  # Pillow absent: the plain PNG
-        target.write_bytes(raw)
-    print(f"{target.relative_to(DOCS.parent)}: {target.stat().st_size // 1024} KB")
+    size = target.stat().st_size
+    print(f"{target.relative_to(DOCS.parent)}: {size // 1024} KB")
+    if size > 200_000:
+        raise SystemExit(f"{target.name} is over 200 KB: make the clip smaller")
 
 
 def main() -> int:
@@ -244,7 +255,9 @@ def main() -> int:
                 )
                 _shoot(page, DOCS / "viewer-session.png", min(height, 1400))
                 since = datetime.fromtimestamp(T0 - 60, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-                until = datetime.fromtimestamp(T0 + 840, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                until = datetime.fromtimestamp(T0 + 840, timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                )
                 page.goto(f"{server.url}/timeline?since={since}&until={until}")
                 page.wait_for_selector("#swimlanes rect.bar")
                 height = page.evaluate(
