@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..query import MessageRecord, SessionDetail, SessionSummary, ToolExecutionRecord
+from ..query.figures import fmt_tokens
 from .format import as_text, clip, count_of, fmt_cost, fmt_int, fmt_ms, fmt_time
 from .output import STATUS_STYLE
 
@@ -211,10 +212,8 @@ def _step_usage(m: MessageRecord) -> str | None:
 
 
 def _token_pair(m: MessageRecord) -> str:
-    """``100 in / 20 out``; an output count not final yet is not shown as a figure."""
-    if m.output_tokens is None:
-        return f"{fmt_int(m.input_tokens)} in / out: n/a (partial)"
-    return f"{fmt_int(m.input_tokens)} in / {fmt_int(m.output_tokens)} out"
+    """``100 in / 20 out`` (``out: n/a (partial)`` while not final), as the viewer shows it."""
+    return fmt_tokens(m.input_tokens, m.output_tokens) or "-"
 
 
 def transcript_lines(

@@ -36,3 +36,13 @@ def fmt_ms(ms: float | None) -> str:
     if s < 3600:
         return f"{int(s // 60)}m{int(s % 60):02d}s"
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def fmt_tokens(input_tokens: int | None, output_tokens: int | None) -> str | None:
+    """A row's token pair, ``100 in / 20 out``; ``None`` when it has neither. An output count
+    that is not final yet (streamed, ``None``) reads ``out: n/a (partial)``, never as a figure."""
+    if input_tokens is None and output_tokens is None:
+        return None
+    if output_tokens is None:
+        return f"{fmt_int(input_tokens)} in / out: n/a (partial)"
+    return f"{fmt_int(input_tokens)} in / {fmt_int(output_tokens)} out"

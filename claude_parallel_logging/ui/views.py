@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..query import MessageRecord, SessionDetail, SessionSummary, ToolExecutionRecord
+from ..query.figures import fmt_tokens
 
 FOLD_CHARS = 1500  # longer texts are folded, their full size shown
 FOLD_LINES = 20
@@ -96,6 +97,11 @@ class Entry:
     depth: int = 0
     sequence: int | None = None
 
+    @property
+    def tokens(self) -> str | None:
+        """The token pair as every view shows it (a partial output count is not a figure)."""
+        return fmt_tokens(self.input_tokens, self.output_tokens)
+
 
 def _message_kind(m: MessageRecord) -> str:
     meta = m.metadata if isinstance(m.metadata, dict) else {}
@@ -119,7 +125,7 @@ def transcript(detail: SessionDetail) -> list[Entry]:
             tools_by_message.setdefault(t.message_id, []).append(t)
         if t.tool_use_id:
             tools_by_use[t.tool_use_id] = t
-    depth_of = _depths(detail)
+    nest = nesting(detail)
     shown: set[str] = set()
     entries: list[Entry] = []
     for m in detail.messages:
@@ -127,7 +133,7 @@ def transcript(detail: SessionDetail) -> list[Entry]:
         use_id = tool_use_id_of(m)
         if m.role == "tool" and use_id in tools_by_use:
             continue  # its call shows the output
-        depth = depth_of.get(m.parent_tool_use_id or "", 0)
+        depth = nest.depth.get(nest.messages.get(m.id, ""), 0)
         if kind == "tool":
             execs = tools_by_message.get(m.id) or (
                 [tools_by_use[use_id]] if use_id in tools_by_use else []
@@ -154,7 +160,7 @@ def transcript(detail: SessionDetail) -> list[Entry]:
         )
     for t in detail.tool_executions:
         if t.id not in shown:
-            entries.append(_tool_entry(None, t, depth_of.get(t.parent_tool_use_id or "", 0)))
+            entries.append(_tool_entry(None, t, nest.depth.get(nest.tools.get(t.id, ""), 0)))
     entries.sort(key=lambda e: e.at)  # stable: rows logged at the same instant keep their order
     return entries
 
@@ -180,20 +186,97 @@ def _tool_entry(m: MessageRecord | None, t: ToolExecutionRecord | None, depth: i
     )
 
 
-def _depths(detail: SessionDetail) -> dict[str, int]:
-    """How deep each tool call's subagent work nests: ``{tool_use_id: depth of its children}``."""
-    parent_of = {
-        t.tool_use_id: t.parent_tool_use_id for t in detail.tool_executions if t.tool_use_id
-    }
-    out: dict[str, int] = {}
+@dataclass
+class Nesting:
+    """Which tool call's subagent work each row belongs to (the ``tool_use_id`` of that call):
+    Claude records it on the row (``parent_tool_use_id``); OpenCode runs a subagent as a child
+    session whose rows join the parent's logged session tagged ``opencode_session_id``, and the
+    ``task`` call that started it names it in its metadata (``tool_metadata.sessionId``)."""
+
+    messages: dict[str, str]  # message id -> tool_use_id of the call that started its subagent
+    tools: dict[str, str]  # tool execution id -> same
+    depth: dict[str, int]  # tool_use_id -> how deep the work it started nests
+
+
+def _meta_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _meta(m: MessageRecord) -> dict[str, Any]:
+    return _meta_dict(m.metadata)
+
+
+def _opencode_children(detail: SessionDetail) -> dict[str, str]:
+    """``{child OpenCode session id: call id of the task call that started it}``."""
+    child_of: dict[str, str] = {}
+    for m in detail.messages:
+        meta = _meta(m)
+        tool_meta = meta.get("tool_metadata")
+        child = tool_meta.get("sessionId") if isinstance(tool_meta, dict) else None
+        call = meta.get("call_id")
+        if (
+            isinstance(child, str)
+            and isinstance(call, str)
+            and child != meta.get("opencode_session_id")
+        ):
+            child_of.setdefault(child, call)
+    first_at: dict[str, float] = {}
+    for m in detail.messages:
+        oc = _meta(m).get("opencode_session_id")
+        at = epoch_ms(m.created_at)
+        if isinstance(oc, str) and oc not in child_of and at is not None:
+            first_at[oc] = min(first_at.get(oc, at), at)
+    if not first_at:
+        return child_of
+    # A task still running has no metadata stored yet: the child that the session's metadata
+    # names as a child goes under the innermost task call running when its first row landed.
+    info = _meta_dict(detail.session.metadata).get("opencode_sessions")
+    children = {
+        sid for sid, d in (info.items() if isinstance(info, dict) else ())
+        if isinstance(d, dict) and d.get("parent_id")
+    }  # fmt: skip
+    oc_of_message = {m.id: _meta(m).get("opencode_session_id") for m in detail.messages}
+    for child, at in first_at.items():
+        if child not in children:
+            continue
+        best: tuple[float, str] | None = None
+        for t in detail.tool_executions:
+            start = epoch_ms(t.started_at)
+            if t.tool_name != "task" or not t.tool_use_id or start is None or start > at:
+                continue
+            if oc_of_message.get(t.message_id or "") == child:
+                continue
+            end = start + t.duration_ms if t.duration_ms is not None else None
+            if (end is None or end >= at) and (best is None or start > best[0]):
+                best = (start, t.tool_use_id)
+        if best is not None:
+            child_of[child] = best[1]
+    return child_of
+
+
+def nesting(detail: SessionDetail) -> Nesting:
+    child_of = _opencode_children(detail)
+    messages: dict[str, str] = {}
+    for m in detail.messages:
+        oc = _meta(m).get("opencode_session_id")
+        parent = m.parent_tool_use_id or (child_of.get(oc) if isinstance(oc, str) else None)
+        if parent:
+            messages[m.id] = parent
+    tools: dict[str, str] = {}
+    for t in detail.tool_executions:
+        parent = t.parent_tool_use_id or messages.get(t.message_id or "")
+        if parent and parent != t.tool_use_id:
+            tools[t.id] = parent
+    parent_of = {t.tool_use_id: tools.get(t.id) for t in detail.tool_executions if t.tool_use_id}
+    depth: dict[str, int] = {}
     for use_id in parent_of:
-        depth, cur = 1, parent_of.get(use_id)
+        n, cur = 1, parent_of.get(use_id)
         for _ in range(50):  # bounded: a cycle in bad data must not hang a page
             if not cur or cur not in parent_of:
                 break
-            depth, cur = depth + 1, parent_of.get(cur)
-        out[use_id] = depth
-    return out
+            n, cur = n + 1, parent_of.get(cur)
+        depth[use_id] = n
+    return Nesting(messages, tools, depth)
 
 
 @dataclass
@@ -209,6 +292,7 @@ class Bar:
     anchor: str
     detail: str
     parent: str | None = None
+    tokens: str | None = None
     children: list[Bar] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -221,6 +305,7 @@ class Bar:
             "duration": round(self.duration, 1),
             "anchor": self.anchor,
             "detail": self.detail,
+            "tokens": self.tokens,
             "children": [c.to_json() for c in self.children],
         }
 
@@ -228,9 +313,16 @@ class Bar:
 def waterfall(detail: SessionDetail, at_ms: float | None = None) -> dict[str, Any]:
     """Every assistant step (one per API message: its bar runs from the row before it to its
     first row, the time the model took) and every tool execution (as long as its duration; a
-    running one up to now), nested under the tool call whose ``tool_use_id`` started them."""
+    running one up to now), nested under the tool call that started their subagent
+    (:class:`Nesting`)."""
     s = detail.session
-    t0 = epoch_ms(s.started_at) or 0.0
+    nest = nesting(detail)
+    by_message = {m.id: m for m in detail.messages}
+    # The axis starts at the earliest time logged: an integration may stamp rows with its
+    # agent's clock (OpenCode's server), which can run ahead of the session's own start.
+    starts = [epoch_ms(m.created_at) for m in detail.messages]
+    starts += [epoch_ms(t.started_at) for t in detail.tool_executions]
+    t0 = min([x for x in (epoch_ms(s.started_at), *starts) if x is not None] or [0.0])
     end = epoch_ms(s.ended_at) or at_ms or now_ms()
     bars: list[Bar] = []
     prev = t0
@@ -252,7 +344,8 @@ def waterfall(detail: SessionDetail, at_ms: float | None = None) -> dict[str, An
                         duration=max(0.0, at - prev),
                         anchor=f"m-{m.sequence}",
                         detail=text[:300],
-                        parent=m.parent_tool_use_id,
+                        parent=nest.messages.get(m.id),
+                        tokens=fmt_tokens(m.input_tokens, m.output_tokens),
                     )
                 )
         prev = max(prev, at)
@@ -263,6 +356,7 @@ def waterfall(detail: SessionDetail, at_ms: float | None = None) -> dict[str, An
         else:
             duration = max(0.0, end - start)
         out = t.error if t.error else t.output
+        call = by_message.get(t.message_id or "")
         bars.append(
             Bar(
                 id=f"t-{t.id}",
@@ -273,7 +367,8 @@ def waterfall(detail: SessionDetail, at_ms: float | None = None) -> dict[str, An
                 duration=duration,
                 anchor=f"t-{t.id}",
                 detail=(as_text(t.input)[:300] + ("\n→ " + out[:300] if out else "")),
-                parent=t.parent_tool_use_id,
+                parent=nest.tools.get(t.id),
+                tokens=fmt_tokens(call.input_tokens, call.output_tokens) if call else None,
             )
         )
     by_use = {t.tool_use_id: f"t-{t.id}" for t in detail.tool_executions if t.tool_use_id}

@@ -24,6 +24,7 @@ import pytest
 import claude_parallel_logging as cpl
 from tests.conftest import REPO
 from tests.populate import GenSession, RecordedSession, populate, replay_recordings
+from tests.ui.opencode_task import log_task_session
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts" / "ui"
@@ -40,6 +41,7 @@ PAYLOADS = (
     "</script><script>window.__pwned=1</script><!--",
 )
 XSS_ID = "xss-session-0001"
+OC_TASK_T0 = 1795168800000  # 2026-11-20T10:00:00Z, in OpenCode's epoch milliseconds
 
 
 @dataclass
@@ -86,11 +88,17 @@ def viewer_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ViewerDb]:
         synthetic = populate(client, 60, seed=13)
         recorded = replay_recordings()
         log_xss_session(client)
+        extra = {
+            "oc_task": log_task_session("ses_parent_done", "ses_child_done", OC_TASK_T0),
+            "oc_task_running": log_task_session(
+                "ses_parent_busy", "ses_child_busy", OC_TASK_T0 + 60_000, finished=False
+            ),
+        }
         assert cpl.flush(20)
     finally:
         assert cpl.shutdown(10)
         cpl.reset_configuration()
-    yield ViewerDb(path, synthetic, recorded)
+    yield ViewerDb(path, synthetic, recorded, extra)
 
 
 def read_client(path: Path) -> cpl.TursoClient:

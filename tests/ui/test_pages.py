@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from claude_parallel_logging import query as q
-from claude_parallel_logging.query.figures import fmt_cost, fmt_int, fmt_ms
+from claude_parallel_logging.query.figures import fmt_cost, fmt_int, fmt_ms, fmt_tokens
 from tests.populate import RECORDED_CLAUDE
 from tests.ui.conftest import Page, Server, ViewerDb, read_client
 
@@ -210,3 +210,60 @@ def test_bad_requests_and_unknown_ids_are_one_line(server: Server, page: Page) -
     assert response is not None and response.status == 404
     assert page.page.locator(".error-line").inner_text().startswith("no session")
     page.errors.clear()
+
+
+def test_partial_output_count_reads_as_in_the_cli(server: Server, page: Page, viewer_db: ViewerDb, client) -> None:  # type: ignore[no-untyped-def]
+    """A streamed row whose output count is not final: ``out: n/a (partial)``, never ``- out``,
+    in the transcript and the waterfall, exactly as ``cpl show`` prints it."""
+    rec = viewer_db.named("claude", "subagent")
+    detail = q.get_session(rec.id, client=client)
+    assert detail is not None
+    partial = [m for m in detail.messages if m.output_tokens is None and m.input_tokens is not None]
+    assert partial, "the subagent recording has streamed rows"
+    pg = page.page
+    pg.goto(f"{server.url}/sessions/{rec.id}")
+    body = pg.locator("body").inner_text()
+    assert "- out" not in body
+    for m in partial:
+        want = fmt_tokens(m.input_tokens, m.output_tokens)
+        assert want == f"{m.input_tokens} in / out: n/a (partial)"
+        entry = pg.locator(f'#m-{m.sequence}, [data-seq="{m.sequence}"]').first
+        assert entry.locator(".tok").first.inner_text() == want
+    titles = pg.locator(".wf-bar").evaluate_all("bs => bs.map(b => b.title).join('\\n')")
+    assert "out: n/a (partial)" in titles and "- out" not in titles
+    shown = set(pg.locator("#transcript .tok").all_inner_texts())
+    assert shown <= {fmt_tokens(m.input_tokens, m.output_tokens) for m in detail.messages}
+
+
+@pytest.mark.parametrize("which", ["oc_task", "oc_task_running"])
+def test_opencode_child_session_nested_under_its_task_call(server: Server, page: Page, viewer_db: ViewerDb, client, which: str) -> None:  # type: ignore[no-untyped-def]
+    """An OpenCode subagent (a child session started by the ``task`` tool) nests under that
+    call in the waterfall and the transcript, collapsible: linked by the call's metadata once
+    the task completed, by the child's ``parentID`` and time while it still runs."""
+    detail = q.get_session(viewer_db.extra[which], client=client)
+    assert detail is not None
+    (task,) = [t for t in detail.tool_executions if t.tool_name == "task"]
+    (bash,) = [t for t in detail.tool_executions if t.tool_name == "bash"]
+    child_rows = [
+        m for m in detail.messages
+        if isinstance(m.metadata, dict) and str(m.metadata.get("opencode_session_id", "")).startswith("ses_child")
+    ]  # fmt: skip
+    assert child_rows and bash.message_id in {m.id for m in child_rows}
+    pg = page.page
+    pg.goto(f"{server.url}/sessions/{detail.session.id}")
+    task_row = pg.locator(f'.wf-row[data-id="t-{task.id}"]')
+    assert task_row.get_attribute("data-parent") is None
+    nested = pg.locator(f'.wf-row[data-parent="t-{task.id}"]')
+    ids = nested.evaluate_all("rs => rs.map(r => r.dataset.id)")
+    assert f"t-{bash.id}" in ids
+    steps = [f"s-{m.sequence}" for m in child_rows if m.role == "assistant" and not m.tool_name]
+    assert steps and set(steps) <= set(ids)
+    # the child's answer and tool call are indented under the task call in the transcript
+    assert "depth-1" in (pg.locator(f"#t-{bash.id}").get_attribute("class") or "")
+    assert "depth-0" in (pg.locator(f"#t-{task.id}").get_attribute("class") or "")
+    toggle = task_row.locator(".wf-toggle")
+    toggle.click()
+    assert nested.first.is_hidden() and pg.locator(f'.wf-row[data-id="t-{bash.id}"]').is_hidden()
+    toggle.click()
+    assert pg.locator(f'.wf-row[data-id="t-{bash.id}"]').is_visible()
+    page.shot(f"session-{which}")

@@ -73,7 +73,8 @@
       b.dataset.duration = String(bar.duration);
       b.style.left = (100 * bar.start / span) + "%";
       b.style.width = Math.max(0.2, 100 * bar.duration / span) + "%";
-      b.title = bar.label + " · " + bar.status + " · " + fmtMs(bar.duration) + (bar.detail ? "\n" + bar.detail : "");
+      b.title = bar.label + " · " + bar.status + " · " + fmtMs(bar.duration) +
+        (bar.tokens ? " · " + bar.tokens : "") + (bar.detail ? "\n" + bar.detail : "");
       b.appendChild(el("span", "wf-dur", fmtMs(bar.duration)));
       b.addEventListener("click", function (ev) {
         ev.preventDefault();
