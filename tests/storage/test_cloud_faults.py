@@ -309,7 +309,6 @@ def test_queries_and_shutdown_against_a_black_hole_return_in_time(hole: BlackHol
     assert time.monotonic() - t0 < 1.0 + 1.5
 
 
-
 class FaultyRemote:
     """The real sync server behind a ``FaultProxy`` that fails chosen pushes."""
 
@@ -438,7 +437,6 @@ def test_server_killed_and_pushes_cut_mid_push_every_row_arrives_once(
     assert cpl.shutdown(10)
 
 
-
 def test_busy_replica_delays_a_push_but_flush_still_succeeds(cloud_server: SyncServer) -> None:
     """Issue 16 §3: while the writer commits batch after batch, a push often finds the replica
     busy (``database tape error: database is busy``). It is retried within the flush's timeout:
@@ -532,7 +530,8 @@ def test_a_failed_batch_leaves_the_writer_connection_usable(cloud_server: SyncSe
         del holder, bare
     write(ops)
     assert replica_rows(store.path, cloud_server.url, "SELECT id FROM sessions ORDER BY id") == [
-        ("s0",), ("s1",)
+        ("s0",),
+        ("s1",),
     ]
     pushed = threading.Event()
     errors: list[BaseException | None] = []
