@@ -73,25 +73,14 @@ def insert_entries(
     those newly stored and the last ``seq`` used. Row ids are ``id_prefix`` (unique to the
     appending store) + ``seq``, which is unique per store: cheaper than a uuid per row.
 
-    ``uuid`` de-duplication is the database's (a unique index per key, ``INSERT OR IGNORE``);
-    the lookup before only tells which entries are new, so a retried batch is not folded twice
-    into the summary.
+    ``uuid`` de-duplication is the database's (a unique index per key, ``INSERT OR IGNORE``).
+    Which entries were new is known from the insert's row count: all of them, normally; when
+    some were ignored (a retried batch), the ids that landed are looked up, so a retried batch
+    is not folded twice into the summary. (Looking the uuids up before inserting cost more than
+    the insert itself.)
     """
     uuids = [e.get("uuid") if isinstance(e.get("uuid"), str) else None for e in entries]
-    known = {u for u in uuids if u is not None}
-    if known:
-        seen: set[str] = set()
-        wanted = list(known)
-        for i in range(0, len(wanted), 400):
-            part = wanted[i : i + 400]
-            rows = conn.execute(
-                "SELECT uuid FROM transcript_entries WHERE project_key = ? AND session_id = ?"
-                f" AND subpath = ? AND uuid IN ({','.join('?' * len(part))})",
-                (*key, *part),
-            ).fetchall()
-            seen.update(r[0] for r in rows)
-    else:
-        seen = set()
+    seen: set[str] = set()  # a uuid repeated inside the batch is stored once
     row = conn.execute(
         "SELECT MAX(seq) FROM transcript_entries WHERE project_key = ? AND session_id = ?"
         " AND subpath = ?",
@@ -109,12 +98,22 @@ def insert_entries(
         new.append(entry)
         seq += 1
     if params:
-        conn.executemany(
+        cur = conn.executemany(
             "INSERT OR IGNORE INTO transcript_entries"
             " (id, project_key, session_id, subpath, seq, uuid, entry, mtime)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             params,
         )
+        if getattr(cur, "rowcount", -1) != len(params):  # some uuids were stored before
+            ids = json.dumps([p[0] for p in params])
+            landed = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM transcript_entries WHERE id IN (SELECT value FROM json_each(?))",
+                    (ids,),
+                ).fetchall()
+            }
+            new = [e for e, p in zip(new, params) if p[0] in landed]
     return new, seq - 1
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from claude_agent_sdk import SessionStore, get_session_messages_from_store
+from claude_agent_sdk import SessionStore, fold_session_summary, get_session_messages_from_store
 from claude_agent_sdk.testing import run_session_store_conformance
 
 import claude_parallel_logging as cpl
@@ -113,10 +113,16 @@ def test_retried_append_stores_each_entry_once_and_keeps_uuidless_entries(
         await store.append(KEY, batch)  # type: ignore[arg-type]
         await store.append(KEY, batch)  # the SDK's retry of the same batch
         await store.append(KEY, [entry(4, "u1"), entry(5)])  # a later duplicate uuid
-        return await store.load(KEY)  # type: ignore[arg-type]
+        summaries = await store.list_session_summaries("proj")
+        return await store.load(KEY), summaries  # type: ignore[arg-type]
 
-    loaded = asyncio.run(run())
+    loaded, summaries = asyncio.run(run())
     assert [e["n"] for e in loaded] == [1, 2, 3, 2, 5]  # uuid-less entries appended as they come
+    # The summary folded exactly the entries stored, each once (a retry is not folded twice).
+    expected: Any = None
+    for new in ([entry(1, "u1"), entry(2), entry(3, "u3")], [entry(2)], [entry(5)]):
+        expected = fold_session_summary(expected, KEY, new)  # type: ignore[arg-type]
+    assert [s["data"] for s in summaries] == [expected["data"]]
     # The constraint is the database's, per key: a direct duplicate insert is refused.
     store.close()
     with pytest.raises(Exception, match="UNIQUE"):
