@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from .._log import log
 from ..config import TursoConfig
 
 
@@ -194,3 +195,27 @@ def timed_pull(conn: Any, timeout: float) -> None:
     changes = _sync_run(conn, conn._sync.wait_changes(), timeout)
     if changes is not None and not changes.empty():
         _sync_run(conn, conn._sync.apply_changes(changes), timeout)
+
+
+# A read replica's WAL above this is checkpointed after a pull, so that the next process opens
+# it in milliseconds (opening scans the WAL: ~40 ms per 50 MB).
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+
+
+def pull_and_compact(conn: Any, timeout: float) -> int | None:
+    """``timed_pull``, then a checkpoint when the WAL has grown (a failed one is harmless).
+
+    Returns the bytes received from the remote since ``conn`` was opened (``None``: unknown)."""
+    timed_pull(conn, timeout)
+    received: int | None = None
+    try:
+        stats = conn.stats()
+        received = int(stats.network_received_bytes)
+        if int(stats.main_wal_size) > CHECKPOINT_WAL_BYTES:
+            if _sync_internals() is None or not hasattr(conn, "_sync"):
+                conn.checkpoint()
+            else:
+                _sync_run(conn, conn._sync.checkpoint(), timeout)
+    except Exception as exc:  # the replica stays usable; the next pull tries again
+        log.debug("read replica checkpoint failed: %s", exc)
+    return received
