@@ -8,8 +8,6 @@ and raises what the store can count, warn about and retry.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 from .._log import log
@@ -42,6 +40,9 @@ def remote_schema_version(config: TursoConfig, timeout: float) -> int:
         "baton": None,
         "requests": [{"type": "execute", "stmt": {"sql": s, "want_rows": True}} for s in sqls],
     }
+    import urllib.error  # here, not at the top: 40 ms of start-up that local mode never needs
+    import urllib.request
+
     req = urllib.request.Request(
         _http_base(config.url).rstrip("/") + "/v2/pipeline",
         data=json.dumps(body).encode(),
@@ -136,6 +137,9 @@ def _sync_run(conn: Any, op: Any, timeout: float) -> Any:
 
 def _sync_http(item: Any, req: Any, ctx: Any, op: Any, timeout: float) -> None:
     """One HTTP request of a sync operation, its response streamed back to the engine."""
+    import urllib.error  # see remote_schema_version
+    import urllib.request
+
     url = (ctx.base_url() or req.url or "").rstrip("/")
     path = req.path or ""
     request = urllib.request.Request(
