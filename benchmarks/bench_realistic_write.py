@@ -112,12 +112,12 @@ def run(quick: bool) -> list[Result]:
         "note": "ratio: logger / engine (executemany of the same rows in one transaction)",
     }
     return [
-        summarize("write.realistic.logger", "events/s", [events / s for s in logger_s],
+        summarize("realistic_write.logger", "events/s", [events / s for s in logger_s],
                   higher_is_better=True, target="information", ratio=ratio, extra=extra),
-        summarize("write.realistic.logger_mb", "MB/s of content", [mb / s for s in logger_s],
+        summarize("realistic_write.logger_mb", "MB/s of content", [mb / s for s in logger_s],
                   higher_is_better=True, target="information"),
-        summarize("write.realistic.engine", "events/s", [events / s for s in engine_s],
+        summarize("realistic_write.engine", "events/s", [events / s for s in engine_s],
                   higher_is_better=True, target="information (physical reference)"),
-        summarize("write.realistic.engine_mb", "MB/s of content", [mb / s for s in engine_s],
+        summarize("realistic_write.engine_mb", "MB/s of content", [mb / s for s in engine_s],
                   higher_is_better=True, target="information (physical reference)"),
     ]  # fmt: skip
