@@ -26,7 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import BENCH_DIR, TINY, Result, calibrate, ensure_package_importable, machine_info
 
-BENCHMARKS = ("hot_path", "stream", "writer", "memory", "e2e", "session_store", "ui")
+BENCHMARKS = (
+    "hot_path", "stream", "writer", "memory", "e2e", "session_store", "ui",
+    "startup", "cloud_read", "realistic_write",
+)  # fmt: skip
 DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
 
 

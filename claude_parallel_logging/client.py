@@ -6,7 +6,6 @@ shared client whenever the configuration changes (registered with ``config.on_ch
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import os
 import threading
@@ -44,6 +43,8 @@ class TursoClient:
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """``flush`` for asyncio code: waits in a worker thread, not on the event loop."""
+        import asyncio  # here: 40 ms of start-up that ``cpl`` and sync programs never need
+
         return await asyncio.to_thread(self.writer.flush, timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -136,6 +137,8 @@ def flush(timeout: float | None = 5.0) -> bool:
 
 
 async def aflush(timeout: float | None = 5.0) -> bool:
+    import asyncio  # see TursoClient.aflush
+
     return await asyncio.to_thread(flush, timeout)
 
 

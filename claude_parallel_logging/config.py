@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -103,6 +102,8 @@ class Settings:
             os.path.expanduser("~"), ".local", "state"
         )
         if not os.access(os.path.dirname(base) or "/", os.W_OK) and not os.path.isdir(base):
+            import tempfile  # here: it imports shutil, bz2, lzma, random (start-up time)
+
             base = tempfile.gettempdir()
         return os.path.join(base, "claude-parallel-logging", "replicas")
 

@@ -12,6 +12,7 @@ Exception
 ```
 
 Logging calls never raise any of these into agent code; the read API and the CLI do.
+``one_line`` is how any exception reads in an error message.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "LoggingNotConfigured",
     "SchemaVersionError",
     "StoreBusy",
+    "one_line",
 ]
 
 
@@ -52,3 +54,8 @@ class InvalidCursor(ValueError):
 
 class StoreBusy(Exception):
     """The database is locked by another process right now; try again later."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of at most 300 characters, for an error message."""
+    return " ".join(str(exc).split())[:300] or type(exc).__name__

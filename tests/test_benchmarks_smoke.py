@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("hot_path", "stream", "writer", "memory", "e2e", "session_store", "ui")
+BENCHMARKS = (
+    "hot_path", "stream", "writer", "memory", "e2e", "session_store", "ui",
+    "startup", "cloud_read", "realistic_write",
+)  # fmt: skip
 
 pytestmark = pytest.mark.e2e  # runs the real CLI and tursodb
 

@@ -17,6 +17,7 @@ from ..errors import LoggingNotConfigured
 from ..query.access import database_label
 from ..schema.migrations import SCHEMA_VERSION, current_version
 from ..storage import CloudStore, LocalStore, is_lock_error, replicas
+from ..storage.reader import shared_read_replicas
 from ..storage.replicas import other_replicas
 from .base import CliError, UsageError, option
 
@@ -32,6 +33,7 @@ __all__ = [
     "push_stale_replicas",
     "replica_dir",
     "resolve_client",
+    "shared_read_replicas",
 ]
 
 

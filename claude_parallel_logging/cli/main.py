@@ -12,8 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..errors import DatabaseUnavailable, InvalidCursor, LoggingNotConfigured, SchemaVersionError
-from ..query.access import one_line
+from ..errors import (
+    DatabaseUnavailable,
+    InvalidCursor,
+    LoggingNotConfigured,
+    SchemaVersionError,
+    one_line,
+)
 from .base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, UsageError, option
 from .output import Output
 from .parser import build_parser
@@ -26,9 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     stdout, stderr = sys.stdout, sys.stderr
     secrets = _secrets(None, argv)
-    parser = build_parser(secrets)
+    parser = build_parser(secrets, argv)  # only the command being run is imported
     try:
         args = parser.parse_args(argv)
+        if getattr(args, "command", None) and getattr(args, "handler", None) is None:
+            parser = build_parser(secrets)  # a command line ``chosen_command`` misread
+            args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if getattr(args, "handler", None) is None:

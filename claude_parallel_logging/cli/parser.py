@@ -1,24 +1,35 @@
 """The ``cpl`` argument parser: common options, then one subcommand per ``commands`` module.
 
 A subcommand's help is its module's docstring; its options come from ``add_arguments`` and
-``handle`` runs it.
+``handle`` runs it. Only the module of the command being run is imported (start-up time: the
+others pull in the viewer, search, usage figures, ...): ``COMMANDS`` names each command's
+module and repeats its docstring for ``cpl --help`` (a test keeps the two equal).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
+from .. import __version__
 from .base import EXIT_USAGE, PROG
-from .commands import doctor, search, sessions, show, stats, sync, ui
 from .output import scrub
 
-COMMANDS: tuple[ModuleType, ...] = (sessions, show, search, stats, ui, sync, doctor)
+# Each command, in the order ``cpl --help`` lists them: its module and that module's docstring.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("sessions", "list sessions, newest first"),
+    ("show", "one session's transcript"),
+    ("search", "find sessions containing a text"),
+    ("stats", "usage figures per agent, model or day"),
+    ("ui", "browse the logs in a web browser (local, read-only)"),
+    ("sync", "push what is pending to the remote"),
+    ("doctor", "check configuration and database"),
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,18 +63,53 @@ def _common(parser_class: type[P], defaults: bool) -> P:
 
 
 def _package_version() -> str:
-    """From the installed metadata: the package ``__init__`` may not have run (editable installs)."""
-    try:
-        return version("claude-parallel-logging")
-    except PackageNotFoundError:
-        return "unknown"
+    """The package's ``__version__`` (a test keeps it equal to the installed metadata, which
+    takes 40 ms to read: ``importlib.metadata`` alone is a large import)."""
+    return __version__
 
 
-def command_name(module: ModuleType) -> str:
-    return module.__name__.rsplit(".", 1)[-1]
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed metadata only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show program's version number and exit")  # fmt: skip
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        sys.stdout.write(f"{parser.prog} {_package_version()}\n")
+        parser.exit()
 
 
-def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
+def command_module(name: str) -> ModuleType:
+    """The module of the command ``name`` (imported now)."""
+    return importlib.import_module(f"{__package__}.commands.{name}")
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs: its first word that names one and is not an option's value."""
+    names = {name for name, _ in COMMANDS}
+    takes_value = ("--database", "--auth-token", "--replica-dir", "--color")
+    others = ("--json", "--version", "--help")
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("--") and "=" not in arg:  # argparse accepts unique prefixes
+            matches = [o for o in takes_value + others if o.startswith(arg)]
+            skip = len(matches) == 1 and matches[0] in takes_value
+        elif arg == "--":
+            return None
+        elif not arg.startswith("-"):
+            return arg if arg in names else None
+    return None
+
+
+def build_parser(
+    secrets: Sequence[str] = (), argv: Sequence[str] | None = None
+) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the command it runs gets its options (and its module
+    imported); without it, every command does."""
+
     class Parser(_Parser):
         pass
 
@@ -75,12 +121,14 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
         "claude-parallel-logging.",
         parents=[_common(Parser, True)],
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     common = _common(Parser, False)
-    for command in COMMANDS:
-        help_text = (command.__doc__ or "").strip()
-        p = sub.add_parser(command_name(command), parents=[common], help=help_text)
-        command.add_arguments(p)
-        p.set_defaults(handler=command.handle)
+    chosen = None if argv is None else chosen_command(argv)
+    for name, help_text in COMMANDS:
+        p = sub.add_parser(name, parents=[common], help=help_text)
+        if argv is None or name == chosen:
+            command = command_module(name)
+            command.add_arguments(p)
+            p.set_defaults(handler=command.handle)
     return parser

@@ -8,43 +8,53 @@ Rows this process logged but has not yet flushed (or pushed) are not visible: ``
 ``records`` (what is returned) · ``access`` (opening the database for reading) · ``times`` ·
 ``cursor`` (pages) · ``sessions`` · ``search`` · ``usage`` · ``aio`` (the asyncio forms) ·
 ``documents`` (the JSON documents ``cpl --json`` prints and the viewer's ``/api`` serves).
+
+Names are imported on first use (``_lazy``): ``cpl sessions`` does not load search, usage
+or the asyncio forms.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 from ..errors import DatabaseUnavailable, InvalidCursor, LoggingNotConfigured
-from .access import check_readable, missing_file_message, needs_snapshot, snapshot
-from .aio import aget_session, aiter_sessions, alist_sessions, asearch_sessions, ausage_summary
-from .cursor import check_list_arguments, decode_cursor
-from .documents import search_document, session_document, sessions_document, stats_document
-from .records import (
-    WHERE_MESSAGE,
-    WHERE_MESSAGE_TOOL_INPUT,
-    WHERE_MESSAGE_TOOL_OUTPUT,
-    WHERE_SESSION_ERROR,
-    WHERE_TOOL_ERROR,
-    WHERE_TOOL_INPUT,
-    WHERE_TOOL_OUTPUT,
-    MessageRecord,
-    SearchHit,
-    SessionDetail,
-    SessionPage,
-    SessionSummary,
-    ToolExecutionRecord,
-    ToolUsageRow,
-    UsageRow,
-)
-from .search import SNIPPET_CONTEXT, search_sessions
-from .sessions import (
-    MIN_PREFIX_LENGTH,
-    costliest_sessions,
-    get_session,
-    get_stored_transcripts,
-    iter_sessions,
-    list_sessions,
-    sdk_session_ids,
-    short_ids,
-)
-from .times import TimeLike, parse_time
-from .usage import GROUP_BY_CHOICES, GroupBy, tool_usage, usage_summary
+
+if TYPE_CHECKING:
+    from .access import check_readable, missing_file_message, needs_snapshot, snapshot
+    from .aio import aget_session, aiter_sessions, alist_sessions, asearch_sessions, ausage_summary
+    from .cursor import check_list_arguments, decode_cursor
+    from .documents import search_document, session_document, sessions_document, stats_document
+    from .records import (
+        WHERE_MESSAGE,
+        WHERE_MESSAGE_TOOL_INPUT,
+        WHERE_MESSAGE_TOOL_OUTPUT,
+        WHERE_SESSION_ERROR,
+        WHERE_TOOL_ERROR,
+        WHERE_TOOL_INPUT,
+        WHERE_TOOL_OUTPUT,
+        MessageRecord,
+        SearchHit,
+        SessionDetail,
+        SessionPage,
+        SessionSummary,
+        ToolExecutionRecord,
+        ToolUsageRow,
+        UsageRow,
+    )
+    from .search import SNIPPET_CONTEXT, search_sessions
+    from .sessions import (
+        MIN_PREFIX_LENGTH,
+        costliest_sessions,
+        get_session,
+        get_stored_transcripts,
+        iter_sessions,
+        list_sessions,
+        sdk_session_ids,
+        short_ids,
+    )
+    from .times import TimeLike, parse_time
+    from .usage import GROUP_BY_CHOICES, GroupBy, tool_usage, usage_summary
 
 __all__ = [
     "GROUP_BY_CHOICES",
@@ -97,3 +107,48 @@ __all__ = [
     "tool_usage",
     "usage_summary",
 ]
+
+_EXPORTS = {
+    ".access": ("check_readable", "missing_file_message", "needs_snapshot", "snapshot"),
+    ".aio": (
+        "aget_session",
+        "aiter_sessions",
+        "alist_sessions",
+        "asearch_sessions",
+        "ausage_summary",
+    ),
+    ".cursor": ("check_list_arguments", "decode_cursor"),
+    ".documents": ("search_document", "session_document", "sessions_document", "stats_document"),
+    ".records": (
+        "WHERE_MESSAGE",
+        "WHERE_MESSAGE_TOOL_INPUT",
+        "WHERE_MESSAGE_TOOL_OUTPUT",
+        "WHERE_SESSION_ERROR",
+        "WHERE_TOOL_ERROR",
+        "WHERE_TOOL_INPUT",
+        "WHERE_TOOL_OUTPUT",
+        "MessageRecord",
+        "SearchHit",
+        "SessionDetail",
+        "SessionPage",
+        "SessionSummary",
+        "ToolExecutionRecord",
+        "ToolUsageRow",
+        "UsageRow",
+    ),
+    ".search": ("SNIPPET_CONTEXT", "search_sessions"),
+    ".sessions": (
+        "MIN_PREFIX_LENGTH",
+        "costliest_sessions",
+        "get_session",
+        "get_stored_transcripts",
+        "iter_sessions",
+        "list_sessions",
+        "sdk_session_ids",
+        "short_ids",
+    ),
+    ".times": ("TimeLike", "parse_time"),
+    ".usage": ("GROUP_BY_CHOICES", "GroupBy", "tool_usage", "usage_summary"),
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

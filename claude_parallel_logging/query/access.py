@@ -9,8 +9,6 @@ the remote first.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +16,7 @@ from typing import Any
 
 from ..client import TursoClient, get_turso_client
 from ..config import TursoConfig, configuration_problem
-from ..errors import DatabaseUnavailable, LoggingNotConfigured
+from ..errors import DatabaseUnavailable, LoggingNotConfigured, one_line
 from ..schema.migrations import current_version
 from ..storage.local import LocalStore
 
@@ -52,11 +50,6 @@ def database_label(config: TursoConfig) -> str:
     if config.is_remote:
         return config.url.split("?", 1)[0]
     return config.local_path
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line of at most 300 characters, for an error message."""
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 @contextmanager
@@ -188,6 +181,9 @@ def snapshot(path: str) -> Iterator[str]:
     The copy is retried while the files change under it (a writer committing meanwhile), so it
     is a consistent state of the database, as of the moment it was taken.
     """
+    import shutil  # here: only read-only files need them, and they cost start-up time
+    import tempfile
+
     directory = tempfile.mkdtemp(prefix="cpl-read-")
     copy = os.path.join(directory, os.path.basename(path) or "logs.db")
     try:

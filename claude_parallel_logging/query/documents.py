@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .records import SearchHit, SessionDetail, SessionPage, UsageRow
+if TYPE_CHECKING:  # only annotations: ``cpl --version`` imports this module (for ``dumps``)
+    from .records import SearchHit, SessionDetail, SessionPage, UsageRow
 
 
 def sessions_document(page: SessionPage) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from ..config import Settings, TursoConfig
 from ..errors import SchemaVersionError
 from ..schema.migrations import SCHEMA_VERSION
 from .base import PushCallback, Store, is_lock_error
-from .remote import remote_schema_version, timed_pull, timed_push
+from .reader import ReadSlot, open_slot, read_slot
+from .remote import pull_and_compact, remote_schema_version, timed_push
 from .replicas import (
     LIVE_REPLICAS,
     PUSH_BATCH,
@@ -64,10 +65,10 @@ class CloudStore(Store):
         self.dir = replica_dir(config, settings)
         self._tag = new_tag()
         self.path = replica_path(self.dir, "w", self._tag)
-        self._read_path = replica_path(self.dir, "r", self._tag)
         self._conn: Any = None  # the writer thread's
         self._push_conn: Any = None  # the push thread's
-        self._read_conn: Any = None
+        self.last_read_path: str | None = None  # the read replica of the last read
+        self.last_pull_bytes: int | None = None  # what its pull downloaded (None: unknown)
         self._read_lock = threading.Lock()
         self._stale_done = False
         # Push thread state.
@@ -173,19 +174,6 @@ class CloudStore(Store):
                 ok = self._finished.wait(max(0.0, timeout)) and self._final_ok
         elif wrote:  # cannot happen (the first write starts the push thread): keep the replica
             ok = False
-        # A read in progress (a pull from a silent remote) must not hold up shutdown: then the
-        # read replica stays, and is removed by the next process (its owner is gone by then).
-        if self._read_lock.acquire(timeout=max(0.05, min(1.0, timeout))):
-            try:
-                if self._read_conn is not None:
-                    try:
-                        self._read_conn.close()
-                    except Exception:
-                        pass
-                    self._read_conn = None
-                    remove_replica(self._read_path)
-            finally:
-                self._read_lock.release()
         if wrote and not ok:
             log.warning(
                 "the final push has not finished (%s); %s keeps the rows "
@@ -355,7 +343,7 @@ class CloudStore(Store):
         is pushed to a remote whose schema is newer than ours (``SchemaVersionError``).
         """
         for path in list_replicas(self.dir, "r"):
-            if path != self._read_path and not pid_alive(path):
+            if not pid_alive(path):
                 remove_replica(path)
         all_done = True
         for path in list_replicas(self.dir, "w"):
@@ -388,16 +376,29 @@ class CloudStore(Store):
 
     @contextmanager
     def read(self) -> Iterator[Any]:
-        """A separate read replica, pulled fresh from the remote on every read.
+        """A read replica brought up to date by a pull (``reader.py``: shared between processes,
+        so a pull fetches only what changed since the last read on this machine).
 
         It is opened without pyturso's bootstrap (a download with no timeout) and filled by a
-        pull, which is bounded like every other request (a pull into an empty replica fetches
-        everything).
+        pull, which is bounded like every other request.
         """
-        with self._read_lock:
-            if self._read_conn is None:
-                os.makedirs(self.dir, exist_ok=True)
-                self._read_conn = self._open(self._read_path)
-            conn = self._read_conn
-            timed_pull(conn, self.network_timeout)
-            yield conn
+        with self._read_lock, read_slot(self.dir) as slot:
+            conn = self._open_read_slot(slot)
+            try:
+                self.last_read_path = slot.path
+                self.last_pull_bytes = pull_and_compact(conn, self.network_timeout)
+                yield conn
+            finally:
+                conn.close()
+                del conn  # pyturso frees the file lock with the object
+
+    def _open_read_slot(self, slot: ReadSlot) -> Any:
+        try:
+            return open_slot(slot, self._open)
+        except Exception as exc:
+            if not (slot.shared and is_lock_error(exc)):
+                raise
+        # Still held by a connection object of another process: read through a private copy.
+        slot.release()
+        slot.path, slot.shared = replica_path(self.dir, "r", new_tag()), False
+        return self._open(slot.path)

@@ -37,3 +37,4 @@ def test_remote_url_option_in_process(cloud: SyncServer, cli: Cli) -> None:
     assert r.code == 0 and len(r.json()["sessions"]) == 30
     r = cli("--database", cloud.url, "--auth-token", SECRET_TOKEN, "doctor")
     assert r.code == 0 and SECRET_TOKEN not in r.out + r.err
+    assert "1 shared read replica(s)" in r.out  # the one `sessions` left for later reads

@@ -39,7 +39,11 @@ import claude_parallel_logging, claude_parallel_logging.cli as cli
 import claude_parallel_logging.config, claude_parallel_logging.query
 import claude_parallel_logging.schema, claude_parallel_logging.storage
 import claude_parallel_logging.write
-import turso, shutil, tempfile, json, glob, importlib.metadata, encodings.idna
+import turso, shutil, tempfile, json, glob, importlib.metadata, encodings.idna, pkgutil
+# The package imports its modules on first use: load them all while the venv is still readable.
+for info in pkgutil.walk_packages(claude_parallel_logging.__path__, "claude_parallel_logging."):
+    if not info.name.startswith(("claude_parallel_logging.testing", "claude_parallel_logging.integrations")):
+        importlib.import_module(info.name)
 for dist in ("claude-parallel-logging", "pyturso", "rich"):
     try:
         importlib.metadata.version(dist)

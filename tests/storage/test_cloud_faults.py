@@ -115,7 +115,7 @@ def log_messages(sid: str, n: int) -> float:
 def wait_written(n: int, within: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + within
     st = cpl.stats()
-    while st["written"] < n and time.monotonic() < deadline:
+    while st.get("written", 0) < n and time.monotonic() < deadline:
         time.sleep(0.05)
         st = cpl.stats()
     return st

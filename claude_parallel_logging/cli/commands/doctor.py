@@ -28,6 +28,7 @@ from ..database import (
     probe_replica,
     replica_dir,
     resolve_client,
+    shared_read_replicas,
 )
 from ..format import fmt_time
 from ..output import Output
@@ -200,7 +201,9 @@ def _doctor_cloud(client: TursoClient, check: Check) -> None:
     detail = (
         f"{len(writers)} writer replica(s) of other processes: {in_use} in use by running"
         f" processes, {stale} left by exited processes ({pending:,} changes not pushed);"
-        f" {len(readers)} read replica(s) of other processes"
+        f" {len(readers)} private read replica(s) of other processes;"
+        f" {len(shared_read_replicas(directory))} shared read replica(s) (kept: later reads"
+        " pull only what changed)"
     )
     if unknown:
         detail += f"; {unknown} could not be inspected"
