@@ -243,7 +243,10 @@ def test_process_exiting_under_black_hole_leaves_rows_for_the_next_one(
     assert child.returncode == 0, stderr
     assert report["written"] == 31 and report["log_seconds"] < 0.25
     assert exited_after < 1.5 + 1.5  # shutdown_timeout, plus interpreter exit
-    assert "final push has not finished" in stderr and SECRET_TOKEN not in stderr
+    # The last push is either still hanging at the deadline or has just timed out (1 s network
+    # timeout against a 1.5 s shutdown: which one depends on the machine's load).
+    assert "final push has not finished" in stderr or "push to the remote failed" in stderr
+    assert SECRET_TOKEN not in stderr
     assert f"written to the local replica but not pushed yet to {hole.url}" in stderr
     assert "0 log events not written" not in stderr
     left = list((tmp_path / "replicas").rglob("w-*.db"))
