@@ -33,7 +33,7 @@ from .search_index import (
     json_values,
     remove_index,
 )
-from .sql import LIKE, Filter, filter_clauses, like_escape, session_cols, summaries
+from .sql import KEYSET_BEFORE, LIKE, Filter, filter_clauses, like_escape, session_cols, summaries
 from .times import TimeLike
 
 SNIPPET_CONTEXT = 60
@@ -231,7 +231,7 @@ def _scanned(conn: Any, m: _Matcher, clauses: list[str], params: list[Any], limi
     for _ in range(1_000_000):  # candidate batches, newest first, until ``limit`` hits
         keyset, extra = "", []
         if after is not None:
-            keyset = " AND (s.started_at < ? OR (s.started_at = ? AND s.id < ?))"
+            keyset = f" AND {KEYSET_BEFORE}"
             extra = [after[0], after[0], after[1]]
         rows = conn.execute(
             f"{base}{keyset} ORDER BY s.started_at DESC, s.id DESC LIMIT ?",

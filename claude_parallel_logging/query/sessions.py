@@ -15,6 +15,7 @@ from .access import TursoClient, reading
 from .cursor import encode_cursor, page_query
 from .records import MessageRecord, SessionDetail, SessionPage, SessionSummary, ToolExecutionRecord
 from .sql import (
+    KEYSET_BEFORE,
     LIKE,
     MESSAGE_COLS,
     RESULT_ROLE,
@@ -91,7 +92,7 @@ def list_sessions(
         clauses.append("s.cost_usd >= ?")
         params.append(query.min_cost)
     if after is not None:
-        clauses.append("(s.started_at < ? OR (s.started_at = ? AND s.id < ?))")
+        clauses.append(KEYSET_BEFORE)
         params.extend([after[0], after[0], after[1]])
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = (

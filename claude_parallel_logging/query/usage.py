@@ -44,32 +44,35 @@ def usage_summary(
     clauses, params = filter_clauses("s", agent_type, None, model, since, until)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
 
-    def msum(col: str) -> str:
-        return (
-            f"SUM(COALESCE(s.{col}, (SELECT SUM(m.{col}) FROM messages m"
-            f" WHERE m.session_id = s.id AND m.role <> '{RESULT_ROLE}')))"
-        )
-
+    # Token columns summed as stored; sessions that lack one take their messages' sum, in a
+    # second query over those sessions only (a per-session subquery would run for every one).
     session_sql = (
         f"SELECT {key} AS k, COUNT(*),"
         " SUM(CASE WHEN s.status = 'completed' THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN s.status = 'running' THEN 1 ELSE 0 END),"
-        f" {msum('input_tokens')}, {msum('output_tokens')},"
+        " SUM(s.input_tokens), SUM(s.output_tokens),"
         " SUM(s.cache_read_tokens), SUM(s.cache_creation_tokens),"
         f" SUM(CAST(ROUND(s.cost_usd * {NANO}) AS INTEGER))"
         f" FROM sessions s {where} GROUP BY k ORDER BY k"
     )
-    tool_sql = (
-        f"SELECT {key} AS k, COUNT(*),"
-        " SUM(CASE WHEN t.status = 'running' THEN 1 ELSE 0 END),"
-        " SUM(CASE WHEN t.status = 'error' THEN 1 ELSE 0 END)"
-        f" FROM tool_executions t JOIN sessions s ON s.id = t.session_id {where} GROUP BY k"
+    fill_where = " AND ".join(
+        [
+            *clauses,
+            "(s.input_tokens IS NULL OR s.output_tokens IS NULL)",
+            f"m.role <> '{RESULT_ROLE}'",
+        ]
     )
-    dur_where = " AND ".join([*clauses, "t.duration_ms IS NOT NULL"])
-    duration_sql = (
-        f"SELECT {key} AS k, t.duration_ms FROM tool_executions t"
-        f" JOIN sessions s ON s.id = t.session_id WHERE {dur_where}"
+    fill_sql = (
+        f"SELECT {key} AS k,"
+        " SUM(CASE WHEN s.input_tokens IS NULL THEN m.input_tokens END),"
+        " SUM(CASE WHEN s.output_tokens IS NULL THEN m.output_tokens END)"
+        f" FROM sessions s JOIN messages m ON m.session_id = s.id WHERE {fill_where} GROUP BY k"
+    )
+    # one pass over the tool index (session_id, status, duration_ms, tool_name): no tool text read
+    tool_sql = (
+        f"SELECT {key} AS k, t.status, t.duration_ms FROM sessions s"
+        f" JOIN tool_executions t ON t.session_id = s.id {where}"
     )
     span_sql = (
         f"SELECT {key} AS k, s.started_at, s.ended_at, s.duration_ms FROM sessions s"
@@ -79,15 +82,21 @@ def usage_summary(
         if conn is None:
             return []
         session_rows = conn.execute(session_sql, tuple(params)).fetchall()
-        tool_rows = {r[0]: r for r in conn.execute(tool_sql, tuple(params)).fetchall()}
+        fills = {r[0]: r for r in conn.execute(fill_sql, tuple(params)).fetchall()}
+        tool_rows: dict[Any, list[int]] = {}  # key -> [calls, running, errors]
         durations: dict[Any, list[float]] = {}
-        cur = conn.execute(duration_sql, tuple(params))
+        cur = conn.execute(tool_sql, tuple(params))
         for _ in range(100_000_000):
             chunk = cur.fetchmany(5000)
             if not chunk:
                 break
-            for k, ms in chunk:
-                durations.setdefault(k, []).append(float(ms))
+            for k, status, ms in chunk:
+                c = tool_rows.setdefault(k, [0, 0, 0])
+                c[0] += 1
+                c[1] += status == "running"
+                c[2] += status == "error"
+                if ms is not None:
+                    durations.setdefault(k, []).append(float(ms))
         walls: dict[Any, list[float]] = {}
         agents: dict[Any, list[float]] = {}
         cur = conn.execute(span_sql, tuple(params))
@@ -103,7 +112,10 @@ def usage_summary(
                     agents.setdefault(k, []).append(float(reported))
     out: list[UsageRow] = []
     for k, n, done, err, running, itok, otok, cread, ccreate, cost in session_rows:
-        _, tools, tools_running, tool_err = tool_rows.get(k, (k, 0, 0, 0))
+        tools, tools_running, tool_err = tool_rows.get(k, (0, 0, 0))
+        _, fill_in, fill_out = fills.get(k, (k, None, None))
+        itok = None if itok is None and fill_in is None else int(itok or 0) + int(fill_in or 0)
+        otok = None if otok is None and fill_out is None else int(otok or 0) + int(fill_out or 0)
         finished = int(n) - int(running or 0)
         tools_finished = int(tools) - int(tools_running or 0)
         ds = sorted(durations.get(k, []))

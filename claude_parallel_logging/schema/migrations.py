@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import SchemaVersionError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,25 @@ MIGRATIONS: tuple[Migration, ...] = (
   data TEXT NOT NULL,
   PRIMARY KEY (project_key, session_id)
 )""",
+        ),
+    ),
+    Migration(
+        5,
+        "read indexes: sessions newest first (alone and per agent type, status, model), tool"
+        " figures per session without reading the tool texts",
+        (
+            # ``ORDER BY started_at DESC, id DESC`` (every listing) walks these instead of
+            # sorting; an equality filter on the leading column keeps the order.
+            "CREATE INDEX IF NOT EXISTS idx_sessions_started_id ON sessions(started_at, id)",
+            "CREATE INDEX IF NOT EXISTS idx_sessions_agent_started"
+            " ON sessions(agent_type, started_at, id)",
+            "CREATE INDEX IF NOT EXISTS idx_sessions_status_started"
+            " ON sessions(status, started_at, id)",
+            "CREATE INDEX IF NOT EXISTS idx_sessions_model_started"
+            " ON sessions(model, started_at, id)",
+            # usage figures: counts, errors and durations per session from the index alone
+            "CREATE INDEX IF NOT EXISTS idx_tool_executions_figures"
+            " ON tool_executions(session_id, status, duration_ms, tool_name)",
         ),
     ),
 )
