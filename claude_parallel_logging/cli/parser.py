@@ -15,10 +15,10 @@ from types import ModuleType
 from typing import NoReturn, TypeVar
 
 from .base import EXIT_USAGE, PROG
-from .commands import doctor, search, sessions, show, stats, sync, ui
+from .commands import doctor, reindex, search, sessions, show, stats, sync, ui
 from .output import scrub
 
-COMMANDS: tuple[ModuleType, ...] = (sessions, show, search, stats, ui, sync, doctor)
+COMMANDS: tuple[ModuleType, ...] = (sessions, show, search, stats, ui, sync, doctor, reindex)
 
 
 class _Parser(argparse.ArgumentParser):

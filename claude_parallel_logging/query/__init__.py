@@ -6,7 +6,7 @@ replica pulled from the remote first, so it sees what every process has pushed, 
 Rows this process logged but has not yet flushed (or pushed) are not visible: ``flush()`` first.
 
 ``records`` (what is returned) · ``access`` (opening the database for reading) · ``times`` ·
-``cursor`` (pages) · ``sessions`` · ``search`` · ``usage`` · ``aio`` (the asyncio forms) ·
+``cursor`` (pages) · ``sessions`` · ``search`` (with ``search_index``, its derived index) · ``usage`` · ``aio`` (the asyncio forms) ·
 ``documents`` (the JSON documents ``cpl --json`` prints and the viewer's ``/api`` serves).
 """
 
@@ -32,7 +32,12 @@ from .records import (
     ToolUsageRow,
     UsageRow,
 )
-from .search import SNIPPET_CONTEXT, search_sessions
+from .search import (
+    SNIPPET_CONTEXT,
+    rebuild_search_index,
+    search_index_state,
+    search_sessions,
+)
 from .sessions import (
     MIN_PREFIX_LENGTH,
     costliest_sessions,
@@ -86,8 +91,10 @@ __all__ = [
     "missing_file_message",
     "needs_snapshot",
     "parse_time",
+    "rebuild_search_index",
     "sdk_session_ids",
     "search_document",
+    "search_index_state",
     "search_sessions",
     "session_document",
     "sessions_document",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from .search_index import (
     MIN_NEEDLE,
     TABLES,
     TOOL_TEXTS,
+    IndexState,
     SearchIndex,
     disabled,
     index_path,
@@ -251,6 +252,41 @@ def _scanned(conn: Any, m: _Matcher, clauses: list[str], params: list[Any], limi
 def _identity(client: TursoClient | None) -> str:
     config = resolve(client).config
     return database_label(config) if config.is_remote else os.path.realpath(config.local_path)
+
+
+def search_index_state(conn: Any | None, client: TursoClient | None = None) -> IndexState:
+    """The derived index of the database (never created here): documents, sessions, rows of
+    ``conn``'s database not indexed yet, size. ``cpl doctor`` prints it."""
+    path = index_path(_identity(client))
+    if not path.exists():
+        return IndexState(str(path), False)
+    try:
+        index = SearchIndex(path)
+    except (sqlite3.Error, OSError) as exc:
+        return IndexState(str(path), True, error=str(exc))
+    try:
+        return index.state(conn)
+    except (sqlite3.Error, OSError) as exc:
+        return IndexState(str(path), True, error=str(exc))
+    finally:
+        index.close()
+
+
+def rebuild_search_index(
+    client: TursoClient | None = None, progress: Callable[[int], None] | None = None
+) -> IndexState:
+    """Build the search index again from the tables (``cpl reindex``); ``progress`` gets the
+    number of documents indexed so far."""
+    path = index_path(_identity(client))
+    with reading(client) as conn:
+        remove_index(path)
+        index = SearchIndex(path)
+        try:
+            if conn is not None:
+                index.refresh(conn, None, progress)
+            return index.state(conn)
+        finally:
+            index.close()
 
 
 def _indexed(

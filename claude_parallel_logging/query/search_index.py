@@ -146,6 +146,17 @@ class IndexState:
     refreshed_at: float | None = None
     error: str | None = None
 
+    def describe(self) -> str:
+        """One line for ``cpl doctor``."""
+        if self.error is not None:
+            return f"{self.path} unusable ({self.error}): search scans; `cpl reindex` rebuilds it"
+        if not self.exists:
+            return f"not built yet ({self.path}): the first search builds it, or `cpl reindex`"
+        return (
+            f"{self.documents:,} documents over {self.sessions:,} sessions, {self.lag_rows:,}"
+            f" rows not indexed yet, {self.size_bytes / 1e6:,.1f} MB ({self.path})"
+        )
+
 
 class SearchIndex:
     """One open index file (an ``sqlite3`` connection) for one database."""

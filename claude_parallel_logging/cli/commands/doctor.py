@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ...errors import DatabaseUnavailable
-from ...query import needs_snapshot, snapshot
+from ...query import needs_snapshot, search_index_state, snapshot
 from ...query.access import database_label, one_line
 from ..base import EXIT_ERROR, EXIT_OK, option
 from ..database import (
@@ -159,6 +159,8 @@ def _doctor_open(client: TursoClient, target: str, path: str, check: Check) -> N
         _schema_check(schema_version, check)
         if schema_version:
             check("contents", "info", _counts(conn))
+            state = search_index_state(conn, client)
+            check("search index", "warn" if state.error else "info", state.describe())
     except Exception as exc:
         check("connectivity", "fail", f"cannot read {path}: {one_line(exc)}")
     finally:
