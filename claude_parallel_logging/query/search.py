@@ -12,6 +12,7 @@ from typing import Any
 
 from .._log import RateLimitedWarning
 from .access import TursoClient, database_label, reading, resolve
+from .derived import disabled, remove_index
 from .records import (
     WHERE_MESSAGE,
     WHERE_MESSAGE_TOOL_INPUT,
@@ -29,10 +30,8 @@ from .search_index import (
     TOOL_TEXTS,
     IndexState,
     SearchIndex,
-    disabled,
     index_path,
     json_values,
-    remove_index,
 )
 from .sql import KEYSET_BEFORE, LIKE, Filter, filter_clauses, like_escape, session_cols, summaries
 from .times import TimeLike
@@ -409,7 +408,7 @@ def search_sessions(
     Case-insensitive; every character, ``%``, ``_``, quotes and backslashes included, is literal.
     A derived trigram index in the user's cache directory narrows the sessions to check (it
     gives the same hits as scanning every session; ``use_index=False`` or
-    ``CPL_SEARCH_INDEX=off`` scans).
+    ``CPL_DERIVED_INDEXES=off`` scans).
     """
     if not isinstance(query, str) or not query:
         raise ValueError("search text must not be empty")

@@ -28,19 +28,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .derived import (
+    GRACE_SECONDS,
+    chunks,
+    derived_path,
+    file_size,
+    first_session,
+    recent,
+    remove_index,
+)
+
 INDEX_VERSION = 1
 DOC_BITS = 20  # documents per ordinal; a session with more takes another ordinal
-GRACE_SECONDS = 900.0  # a finished session's rows are re-checked this long (late updates)
 CHUNK = 5000  # rows read from the database per step
 MIN_NEEDLE = 3  # trigram: shorter needles cannot use the index
 
@@ -93,27 +100,6 @@ def document(values: Sequence[Any], cols: Sequence[tuple[str, bool]]) -> str:
 
 def _digest(doc: str) -> bytes:
     return hashlib.blake2b(doc.encode("utf-8", "surrogatepass"), digest_size=12).digest()
-
-
-def cache_dir() -> Path:
-    """``$CPL_CACHE_DIR``, else ``$XDG_CACHE_HOME/claude-parallel-logging``, else
-    ``~/.cache/claude-parallel-logging``."""
-    explicit = os.environ.get("CPL_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "claude-parallel-logging"
-
-
-def index_path(identity: str) -> Path:
-    """The index file of a database (its absolute path, or its URL without a query string)."""
-    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    return cache_dir() / "search" / f"{digest}.sqlite"
-
-
-def disabled() -> bool:
-    """``CPL_SEARCH_INDEX=off`` searches by scanning, as before the index."""
-    return os.environ.get("CPL_SEARCH_INDEX", "").strip().lower() in ("off", "0", "no", "false")
 
 
 _SCHEMA = (
@@ -216,7 +202,7 @@ class SearchIndex:
             self.documents(),
             sessions,
             self.lag(main) if main is not None else 0,
-            _file_size(self.path),
+            file_size(self.path),
             float(refreshed) if refreshed is not None else None,
         )
 
@@ -226,8 +212,7 @@ class SearchIndex:
         """Whether the rows indexed are still the database's (a file replaced by another, or a
         table emptied and refilled, makes rowids mean other rows)."""
         known = self._meta("first_session")
-        row = main.execute("SELECT rowid, id FROM sessions ORDER BY rowid LIMIT 1").fetchone()
-        current = None if row is None else f"{row[0]}:{row[1]}"
+        current = first_session(main)
         if known is None:
             return self.mark(0) == 0 or current is None
         if current != known:
@@ -294,9 +279,7 @@ class SearchIndex:
     def _step(self, main: Any) -> bool:
         """One chunk of each table's new rows; ``True`` when none was left."""
         if self._meta("first_session") is None:
-            row = main.execute("SELECT rowid, id FROM sessions ORDER BY rowid LIMIT 1").fetchone()
-            if row is not None:
-                self._set_meta("first_session", f"{row[0]}:{row[1]}")
+            self._set_meta("first_session", first_session(main))
         left = False
         for table, kind, cols in TABLES:
             names = ", ".join(c for c, _ in cols)
@@ -319,7 +302,7 @@ class SearchIndex:
         order of their ``(started_at, id)``."""
         out: dict[str, tuple[int, bool]] = {}
         unique = list(dict.fromkeys(session_ids))
-        for part in _chunks(unique):
+        for part in chunks(unique):
             marks = ", ".join("?" for _ in part)
             for ordinal, sid, is_open in self.db.execute(
                 f"SELECT MAX(ordinal), session_id, open FROM sess WHERE session_id IN ({marks})"
@@ -331,7 +314,7 @@ class SearchIndex:
         if not new:
             return out
         found: dict[str, tuple[str, str, Any]] = {}
-        for part in _chunks(new):
+        for part in chunks(new):
             marks = ", ".join("?" for _ in part)
             for sid, started, status, ended in main.execute(
                 f"SELECT id, started_at, status, ended_at FROM sessions WHERE id IN ({marks})",
@@ -342,7 +325,7 @@ class SearchIndex:
         new.sort(key=lambda sid: (found[sid][0], sid) if sid in found else ("\U0010ffff", sid))
         for sid in new:
             info = found.get(sid)
-            is_open = info is None or info[1] == "running" or _recent(info[2], now)
+            is_open = info is None or info[1] == "running" or recent(info[2], now)
             out[sid] = (self._new_ordinal(sid, info[0] if info else None, is_open), is_open)
         return out
 
@@ -410,7 +393,7 @@ class SearchIndex:
         slots = {sid: self._slot(sid) for sid in check}
         slots = {sid: (ordinal, True) for sid, (ordinal, _) in slots.items() if ordinal}
         info: dict[str, tuple[str, str, Any]] = {}
-        for part in _chunks(list(slots)):
+        for part in chunks(list(slots)):
             marks = ", ".join("?" for _ in part)
             for sid, started, status, ended in main.execute(
                 f"SELECT id, started_at, status, ended_at FROM sessions WHERE id IN ({marks})",
@@ -482,7 +465,7 @@ class SearchIndex:
             self.db.execute(
                 "UPDATE sess SET open = 1, finished_seen = ? WHERE session_id = ?", (now, sid)
             )
-        elif now - float(seen) > GRACE_SECONDS and not _recent(ended, now):
+        elif now - float(seen) > GRACE_SECONDS and not recent(ended, now):
             self.db.execute(
                 "UPDATE sess SET open = 0, finished_seen = NULL WHERE session_id = ?", (sid,)
             )
@@ -509,7 +492,7 @@ class SearchIndex:
             fresh = [o for o in dict.fromkeys(ordinals) if o not in seen]
             seen.update(fresh)
             ids: list[str] = []
-            for part in _chunks([str(o) for o in fresh]):
+            for part in chunks([str(o) for o in fresh]):
                 marks = ", ".join("?" for _ in part)
                 ids.extend(
                     str(sid)
@@ -530,37 +513,6 @@ class SearchIndex:
             yield ids, ("", "") if row[0] is None else (str(row[0]), str(row[1]))
 
 
-def _recent(ended: Any, now: float) -> bool:
-    """Whether a session ended less than ``GRACE_SECONDS`` ago (or when that cannot be told)."""
-    if not isinstance(ended, str):
-        return True
-    try:
-        at = datetime.fromisoformat(ended.replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return now - at.timestamp() < GRACE_SECONDS
-
-
-def _chunks(items: Sequence[str], size: int = 400) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _file_size(path: Path) -> int:
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            total += os.path.getsize(str(path) + suffix)
-        except OSError:
-            pass
-    return total
-
-
-def remove_index(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            os.remove(str(path) + suffix)
-        except FileNotFoundError:
-            pass
+def index_path(identity: str) -> Path:
+    """The search index file of a database."""
+    return derived_path("search", identity)

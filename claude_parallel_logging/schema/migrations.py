@@ -159,7 +159,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             " ON sessions(status, started_at, id)",
             "CREATE INDEX IF NOT EXISTS idx_sessions_model_started"
             " ON sessions(model, started_at, id)",
-            # usage figures: counts, errors and durations per session from the index alone
+            # figures per session (list pages' totals, usage) from the indexes alone, without
+            # reading the rows' texts
+            "CREATE INDEX IF NOT EXISTS idx_messages_figures"
+            " ON messages(session_id, role, input_tokens, output_tokens)",
             "CREATE INDEX IF NOT EXISTS idx_tool_executions_figures"
             " ON tool_executions(session_id, status, duration_ms, tool_name)",
         ),

@@ -1,0 +1,144 @@
+"""Reads at scale (issue 15): the query API on realistic databases of 1k, 10k and 100k sessions
+(``scale_data.py``; ~61 MB per 1,000 sessions), with the growth factor per 10x data.
+
+* ``scale.list_first.N`` / ``scale.list_deep.N``: ``list_sessions`` (50 rows), the first page and
+  a page 90 % deep (its cursor); target < 20 ms;
+* ``scale.get_session.N``: a whole session (~20 messages, ~6 tools); target < 10 ms;
+* ``scale.usage_<grouping>.N``: ``usage_summary`` over 90 days; target < 100 ms;
+* ``scale.search_<rare|common|absent>.N``: ``search_sessions`` (20 hits) for a word in 0.1 % of
+  the sessions, one in every session, one in none; target < 100 ms. The derived index is built
+  first (its build time and size are in ``extra``); each search brings it up to date first, as
+  in real use.
+
+Sizes: ``./dev bench --scale`` 1k, 10k, 100k; the default run and ``--quick`` only 1k (tiny:
+200). The databases and their indexes are cached under ``benchmarks/results/scale/``; an old
+(v4) file is migrated in place to the current schema before it is measured.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from common import TINY, Result, summarize
+
+import scale_data
+
+TARGETS_MS = {"list_first": 20.0, "list_deep": 20.0, "get_session": 10.0, "usage": 100.0,
+              "search": 100.0}  # fmt: skip
+SCALE_SIZES = (1_000, 10_000, 100_000)
+
+
+def _target(op: str) -> float:
+    return TARGETS_MS["usage" if op.startswith("usage") else "search" if op.startswith("search") else op]
+
+
+def _time(fn: Any, reps: int) -> list[float]:
+    fn()  # warm (and bring the search index up to date)
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def client_for(path: Path) -> Any:
+    import claude_parallel_logging as cpl
+
+    config = cpl.TursoConfig(url=str(path))
+    return cpl.TursoClient(config, cpl.Settings(config=config))
+
+
+def _prepare(n: int) -> tuple[Path, dict[str, Any]]:
+    import turso
+
+    from claude_parallel_logging.query import rebuild_search_index, search_index_state
+    from claude_parallel_logging.schema.migrations import migrate
+    path = scale_data.build(n, progress=True)
+    conn = turso.connect(str(path))
+    found = migrate(conn)
+    conn.close()
+    client = client_for(path)
+    extra: dict[str, Any] = {"sessions": n, "db_mb": round(os.path.getsize(path) / 1e6),
+                             "migrated_from": found}  # fmt: skip
+    state = search_index_state(None, client)
+    if not state.exists or state.error:
+        t0 = time.perf_counter()
+        state = rebuild_search_index(client)
+        extra["index_build_s"] = round(time.perf_counter() - t0, 1)
+    extra["index_mb"] = round(state.size_bytes / 1e6)
+    client.shutdown(5)
+    return path, extra
+
+
+def measure(n: int, reps: int) -> dict[str, tuple[list[float], dict[str, Any]]]:
+    import turso
+
+    from claude_parallel_logging.query import (
+        get_session,
+        list_sessions,
+        search_sessions,
+        usage_summary,
+    )
+    from claude_parallel_logging.query.cursor import PageQuery, encode_cursor
+    path, extra = _prepare(n)
+    conn = turso.connect(str(path))
+    at, sid = conn.execute(
+        "SELECT started_at, id FROM sessions ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?",
+        (int(n * 0.9),),
+    ).fetchone()
+    ids = [r[0] for r in conn.execute("SELECT id FROM sessions LIMIT 200").fetchall()]
+    conn.close()
+    deep = encode_cursor(at, sid, PageQuery())
+    since = scale_data.iso(scale_data.END - timedelta(days=90))
+    client = client_for(path)
+    rng = random.Random(1)
+    ops: dict[str, Any] = {
+        "list_first": lambda: list_sessions(50, client=client),
+        "list_deep": lambda: list_sessions(50, cursor=deep, client=client),
+        "get_session": lambda: get_session(rng.choice(ids), client=client),
+        "usage_agent_type": lambda: usage_summary("agent_type", since, client=client),
+        "usage_model": lambda: usage_summary("model", since, client=client),
+        "usage_day": lambda: usage_summary("day", since, client=client),
+        "search_rare": lambda: search_sessions(scale_data.RARE, client=client),
+        "search_common": lambda: search_sessions(scale_data.COMMON, client=client),
+        "search_absent": lambda: search_sessions(scale_data.ABSENT, client=client),
+    }
+    out = {}
+    try:
+        for op, fn in ops.items():
+            out[op] = (_time(fn, reps), extra)
+    finally:
+        client.shutdown(5)
+    return out
+
+
+def run(quick: bool, sizes: tuple[int, ...] | None = None) -> list[Result]:
+    os.environ.setdefault("CPL_CACHE_DIR", str(scale_data.CACHE_DIR / "cache"))
+    sizes = sizes or ((200,) if TINY else (1_000,))
+    reps = 3 if TINY else 5 if quick else 7
+    medians: dict[tuple[str, int], float] = {}
+    results: list[Result] = []
+    for n in sizes:
+        print(f"   scale: {n:,} sessions", file=sys.stderr, flush=True)
+        for op, (values, extra) in measure(n, reps).items():
+            med = sorted(values)[len(values) // 2]
+            medians[op, n] = med
+            growth = None  # sizes are 10x apart: the factor from the previous size
+            smaller = [m for m in sizes if m < n]
+            if smaller and medians.get((op, smaller[-1]), 0) > 0:
+                growth = med / medians[op, smaller[-1]]
+            limit = _target(op)
+            results.append(
+                summarize(f"scale.{op}.{n}", "ms", values, target=f"< {limit:.0f} ms",
+                          ratio=growth, passed=med < limit,
+                          extra={**extra, "growth_per_10x": growth})
+            )  # fmt: skip
+    return results
+
