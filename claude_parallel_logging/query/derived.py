@@ -1,4 +1,4 @@
-"""What the derived read indexes (``search_index``, ``figures``) share: where their files live
+"""What the derived read indexes (``search_index``, ``rollups``) share: where their files live
 (the user's cache directory, keyed by the database's identity, since the database's own
 directory may be read-only), how long a finished session's rows are still re-read, removal."""
 

@@ -4,14 +4,13 @@ the snippet around the first place each session matched."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._log import RateLimitedWarning
-from .access import TursoClient, database_label, reading, resolve
+from .access import TursoClient, database_identity, reading
 from .derived import disabled, remove_index
 from .records import (
     WHERE_MESSAGE,
@@ -248,15 +247,10 @@ def _scanned(conn: Any, m: _Matcher, clauses: list[str], params: list[Any], limi
     return hits
 
 
-def _identity(client: TursoClient | None) -> str:
-    config = resolve(client).config
-    return database_label(config) if config.is_remote else os.path.realpath(config.local_path)
-
-
 def search_index_state(conn: Any | None, client: TursoClient | None = None) -> IndexState:
     """The derived index of the database (never created here): documents, sessions, rows of
     ``conn``'s database not indexed yet, size. ``cpl doctor`` prints it."""
-    path = index_path(_identity(client))
+    path = index_path(database_identity(client))
     if not path.exists():
         return IndexState(str(path), False)
     try:
@@ -276,7 +270,7 @@ def rebuild_search_index(
 ) -> IndexState:
     """Build the search index again from the tables (``cpl reindex``); ``progress`` gets the
     number of documents indexed so far."""
-    path = index_path(_identity(client))
+    path = index_path(database_identity(client))
     with reading(client) as conn:
         remove_index(path)
         index = SearchIndex(path)
@@ -298,7 +292,7 @@ def _indexed(
 ) -> _Found | None:
     """The same hits through the derived index; ``None`` when it cannot be used (the caller
     scans instead)."""
-    path = index_path(_identity(client))
+    path = index_path(database_identity(client))
     try:
         index = SearchIndex(path)
     except (sqlite3.Error, OSError) as exc:

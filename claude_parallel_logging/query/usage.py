@@ -7,10 +7,14 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .access import TursoClient, reading
+from .access import TursoClient, database_identity, reading
+from .derived import disabled
+from .rollups import with_figures
 from .records import ToolUsageRow, UsageRow
-from .sql import NANO, RESULT_ROLE, Filter, filter_clauses
-from .times import TimeLike, duration_ms
+from .sql import NANO, RESULT_ROLE, Filter, filter_clauses, filter_values
+from .times import TimeLike, duration_ms, parse_time
+
+REFRESH_BUDGET_S = 2.0  # building the figures per call; meanwhile the tables answer
 
 GroupBy = Literal["agent_type", "model", "day"]
 GROUP_BY_CHOICES: tuple[str, ...] = ("agent_type", "model", "day")
@@ -35,11 +39,32 @@ def usage_summary(
     agent_type: Filter = None,
     model: Filter = None,
     client: TursoClient | None = None,
+    use_index: bool = True,
 ) -> list[UsageRow]:
     """Per group (sorted by key): sessions, success rate, tokens, cost, tool error rate and
-    p50/p95 tool duration. A day is the UTC date the session started."""
+    p50/p95 tool duration. A day is the UTC date the session started.
+
+    Answered from derived per-day figures in the user's cache directory (``rollups.py``; the
+    same figures, percentiles included, as reading the tables, which ``use_index=False`` or
+    ``CPL_DERIVED_INDEXES=off`` does)."""
     if group_by not in GROUP_BY_CHOICES:
         raise ValueError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}, got {group_by!r}")
+    if use_index and not disabled():
+        start = None if since is None else parse_time(since)
+        end = None if until is None else parse_time(until)
+        with reading(client) as conn:
+            if conn is None:
+                return []
+            rows: list[UsageRow] | None = with_figures(
+                conn,
+                database_identity(client),
+                REFRESH_BUDGET_S,
+                lambda f: f.usage(
+                    str(group_by), start, end, filter_values(agent_type), filter_values(model)
+                ),
+            )
+        if rows is not None:
+            return rows
     key = "substr(s.started_at, 1, 10)" if group_by == "day" else f"s.{group_by}"
     clauses, params = filter_clauses("s", agent_type, None, model, since, until)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -151,9 +176,24 @@ def tool_usage(
     agent_type: Filter = None,
     model: Filter = None,
     client: TursoClient | None = None,
+    use_index: bool = True,
 ) -> list[ToolUsageRow]:
     """Per tool name (most called first): calls, errors, error rate and p50/p95 duration, over
-    the tool executions of the sessions the filters select (as ``usage_summary`` selects them)."""
+    the tool executions of the sessions the filters select (as ``usage_summary`` selects them).
+    Without agent type or model filters, answered from the derived figures (as
+    ``usage_summary``)."""
+    if use_index and not disabled() and agent_type is None and model is None:
+        start = None if since is None else parse_time(since)
+        end = None if until is None else parse_time(until)
+        with reading(client) as conn:
+            if conn is None:
+                return []
+            found: list[ToolUsageRow] | None = with_figures(
+                conn, database_identity(client), REFRESH_BUDGET_S,
+                lambda f: f.tool_usage(start, end),
+            )  # fmt: skip
+        if found is not None:
+            return found
     clauses, params = filter_clauses("s", agent_type, None, model, since, until)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = (

@@ -1,0 +1,769 @@
+"""The derived usage rollups: per-day figures beside the database (an ``sqlite3`` file in the
+user's cache directory) from which ``usage_summary`` and ``tool_usage`` answer without reading
+every session and tool execution of the period.
+
+Derived and disposable like the search index (``derived.py``): the reader brings it up to date
+before each use, ``cpl reindex`` rebuilds it, and whatever it cannot do is answered from the
+tables. It holds:
+
+* ``sm``/``tm``: each session's and each tool execution's figures as last read (tokens, cost in
+  whole nano-dollars computed by the engine exactly as the table query does, status, wall and
+  reported durations, tool durations), re-read for every session that got new rows or is
+  *open* (running, or finished less than ``GRACE_SECONDS`` ago);
+* ``c``/``tc``: sums and counts per (day, agent type, model) and per (day, tool name), kept equal
+  to the sum of ``sm``/``tm`` (a row's old contribution is subtracted when it is re-read);
+* ``h``: counts per log-spaced bucket (ratio ``GAMMA``) of tool, wall and reported durations, per
+  the same cells. A percentile finds the bucket that holds its rank from the merged counts, then
+  reads that bucket's exact values: the result is the exact percentile, not an estimate.
+
+A period is answered from the cells of its whole days plus, from ``sm``/``tm``, the sessions of
+its partial first and last day and any session whose ``started_at`` is not canonical stored text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from .._log import RateLimitedWarning
+from .derived import (
+    GRACE_SECONDS,
+    chunks,
+    derived_path,
+    file_size,
+    first_session,
+    recent,
+    remove_index,
+)
+from .records import ToolUsageRow, UsageRow
+from .sql import NANO
+from .times import duration_ms
+
+FIGURES_VERSION = 1
+GAMMA = 1.05
+_LOG_GAMMA = math.log(GAMMA)
+_BUCKET_OFFSET = 3000  # buckets of values down to GAMMA ** -3000 stay positive
+BUILD_CHUNK = 500  # sessions re-read per step
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
+_MIDNIGHT = "T00:00:00.000Z"
+TOOL_HIST, WALL_HIST, AGENT_HIST, TOOL_NAME_HIST = 0, 1, 2, 3
+_warn = RateLimitedWarning()
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)",
+    "CREATE TABLE IF NOT EXISTS sm (id TEXT PRIMARY KEY, started_at TEXT, day TEXT,"
+    " canon INTEGER NOT NULL, agent_type TEXT, model TEXT, status TEXT, itok INTEGER,"
+    " otok INTEGER, cread INTEGER, ccreate INTEGER, cost_nano INTEGER, wall REAL,"
+    " wall_b INTEGER, agent REAL, agent_b INTEGER, open INTEGER NOT NULL, finished_seen REAL)",
+    "CREATE INDEX IF NOT EXISTS sm_started ON sm(started_at)",
+    "CREATE INDEX IF NOT EXISTS sm_loose ON sm(canon, started_at)",
+    "CREATE INDEX IF NOT EXISTS sm_open ON sm(open) WHERE open = 1",
+    # a percentile reads one bucket of one group: (group column, bucket) finds it directly
+    *(
+        f"CREATE INDEX IF NOT EXISTS sm_{col}_{b} ON sm({col}, {b})"
+        for col in ("day", "agent_type", "model")
+        for b in ("wall_b", "agent_b")
+    ),
+    # tool executions with their session's period and groups (rewritten when it is re-read)
+    "CREATE TABLE IF NOT EXISTS tm (session_id TEXT NOT NULL, started_at TEXT, day TEXT,"
+    " agent_type TEXT, model TEXT, tool_name TEXT, status TEXT, duration REAL, bucket INTEGER)",
+    "CREATE INDEX IF NOT EXISTS tm_session ON tm(session_id)",
+    *(
+        f"CREATE INDEX IF NOT EXISTS tm_{col} ON tm({col}, bucket)"
+        for col in ("day", "agent_type", "model", "tool_name")
+    ),
+    "CREATE TABLE IF NOT EXISTS c (day TEXT, agent_type TEXT, model TEXT,"
+    " sessions INTEGER DEFAULT 0, completed INTEGER DEFAULT 0, errors INTEGER DEFAULT 0,"
+    " running INTEGER DEFAULT 0, itok INTEGER DEFAULT 0, otok INTEGER DEFAULT 0,"
+    " cread INTEGER DEFAULT 0, ccreate INTEGER DEFAULT 0, cost_nano INTEGER DEFAULT 0,"
+    " tools INTEGER DEFAULT 0, tools_running INTEGER DEFAULT 0, tool_errors INTEGER DEFAULT 0,"
+    " PRIMARY KEY (day, agent_type, model))",
+    "CREATE TABLE IF NOT EXISTS tc (day TEXT, tool_name TEXT, calls INTEGER DEFAULT 0,"
+    " errors INTEGER DEFAULT 0, running INTEGER DEFAULT 0, PRIMARY KEY (day, tool_name))",
+    "CREATE TABLE IF NOT EXISTS h (kind INTEGER, day TEXT, g1 TEXT, g2 TEXT, bucket INTEGER,"
+    " n INTEGER, PRIMARY KEY (kind, day, g1, g2, bucket))",
+)
+_C_COLS = ("sessions", "completed", "errors", "running", "itok", "otok", "cread", "ccreate",
+           "cost_nano", "tools", "tools_running", "tool_errors")  # fmt: skip
+_SM_COLS = ("id", "started_at", "day", "canon", "agent_type", "model", "status", "itok", "otok",
+            "cread", "ccreate", "cost_nano", "wall", "wall_b", "agent", "agent_b", "open",
+            "finished_seen")  # fmt: skip
+
+
+class FiguresUnavailable(Exception):
+    """The figures cannot answer this (not built yet, or inconsistent): read the tables."""
+
+
+def bucket(value: float) -> int:
+    """A log-spaced bucket, ordered as the values are (0 holds 0; negatives below it)."""
+    if value == 0:
+        return 0
+    if math.isinf(value):
+        return 10**9 if value > 0 else -(10**9)
+    b = math.ceil(math.log(abs(value)) / _LOG_GAMMA) + _BUCKET_OFFSET + 1
+    return b if value > 0 else -b
+
+
+def rollups_path(identity: str) -> Path:
+    return derived_path("rollups", identity)
+
+
+@dataclass(frozen=True)
+class FiguresState:
+    path: str
+    exists: bool
+    sessions: int = 0
+    tools: int = 0
+    built: bool = False
+    size_bytes: int = 0
+    error: str | None = None
+
+    def describe(self) -> str:
+        """One line for ``cpl doctor``."""
+        if self.error is not None:
+            return f"{self.path} unusable ({self.error}): figures are read from the tables"
+        if not self.exists:
+            return f"not built yet ({self.path}): the first `cpl stats` builds it"
+        built = "" if self.built else " (still being built)"
+        return (
+            f"{self.sessions:,} sessions, {self.tools:,} tool executions{built},"
+            f" {self.size_bytes / 1e6:,.1f} MB ({self.path})"
+        )
+
+
+def _day_after(day: str, days: int = 1) -> str:
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+
+
+def full_days(since: str | None, until: str | None) -> tuple[str | None, str | None] | None:
+    """The first and last whole UTC day inside ``[since, until)`` (``None``: unbounded), or
+    ``None`` when there is none (or a bound is not canonical text)."""
+    try:
+        if since is not None:
+            if not _CANONICAL.match(since):
+                return None
+            d1: str | None = since[:10] if since[10:] == _MIDNIGHT else _day_after(since[:10])
+        else:
+            d1 = None
+        if until is not None:
+            if not _CANONICAL.match(until):
+                return None
+            d2: str | None = _day_after(until[:10], -1)
+        else:
+            d2 = None
+    except (ValueError, OverflowError):
+        return None
+    if d1 is not None and d2 is not None and d1 > d2:
+        return None
+    return d1, d2
+
+
+class Figures:
+    """One open figures file for one database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        for statement in _SCHEMA:
+            self.db.execute(statement)
+        version = self._meta("version")
+        if version is None:
+            self._set_meta("version", FIGURES_VERSION)
+        elif int(version) != FIGURES_VERSION:
+            self.db.close()
+            remove_index(path)
+            self.__init__(path)  # type: ignore[misc]
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def state(self) -> FiguresState:
+        return FiguresState(
+            str(self.path),
+            True,
+            int(self.db.execute("SELECT COUNT(*) FROM sm").fetchone()[0]),
+            int(self.db.execute("SELECT COUNT(*) FROM tm").fetchone()[0]),
+            bool(self._meta("built")),
+            file_size(self.path),
+        )
+
+    # -- bringing it up to date ----------------------------------------------------------------
+
+    def refresh(
+        self,
+        main: Any,
+        budget_s: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> bool:
+        """Build (within ``budget_s``), then re-read the sessions that got new rows and the open
+        ones. Returns whether the figures are complete."""
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        if not self._same_database(main):
+            with self._transaction():
+                for table in ("meta", "sm", "tm", "c", "tc", "h"):
+                    self.db.execute(f"DELETE FROM {table}")
+                self._set_meta("version", FIGURES_VERSION)
+        if not self._meta("built"):
+            if self._meta("mark_sessions") is None:
+                with self._transaction():
+                    self._set_meta("first_session", first_session(main))
+                    for table in ("sessions", "messages", "tool_executions"):
+                        top = main.execute(f"SELECT MAX(rowid) FROM {table}").fetchone()[0]
+                        self._set_meta(f"mark_{table}", int(top or 0))
+                    self._set_meta("cursor", 0)
+            for _ in range(100_000_000):
+                cursor = int(self._meta("cursor"))
+                rows = main.execute(
+                    "SELECT rowid, id FROM sessions WHERE rowid > ? AND rowid <= ?"
+                    " ORDER BY rowid LIMIT ?",
+                    (cursor, int(self._meta("mark_sessions")), BUILD_CHUNK),
+                ).fetchall()
+                with self._transaction():
+                    if rows:
+                        self._resync(main, [str(r[1]) for r in rows])
+                        self._set_meta("cursor", int(rows[-1][0]))
+                    else:
+                        self._set_meta("built", 1)
+                if progress is not None:
+                    progress(int(self.db.execute("SELECT COUNT(*) FROM sm").fetchone()[0]))
+                if not rows:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+        with self._transaction():
+            touched: dict[str, None] = {}
+            for table, key in (("sessions", "id"), ("messages", "session_id"),
+                               ("tool_executions", "session_id")):  # fmt: skip
+                mark = int(self._meta(f"mark_{table}"))
+                top = mark
+                for rowid, sid in main.execute(
+                    f"SELECT rowid, {key} FROM {table} WHERE rowid > ?", (mark,)
+                ).fetchall():
+                    touched[str(sid)] = None
+                    top = max(top, int(rowid))
+                self._set_meta(f"mark_{table}", top)
+            for (sid,) in self.db.execute("SELECT id FROM sm WHERE open = 1").fetchall():
+                touched[str(sid)] = None
+            for (sid,) in main.execute("SELECT id FROM sessions WHERE status = 'running'"):
+                touched[str(sid)] = None
+            for part in chunks(list(touched), BUILD_CHUNK):
+                self._resync(main, part)
+        return True
+
+    def _same_database(self, main: Any) -> bool:
+        known = self._meta("first_session")
+        if self._meta("mark_sessions") is None:
+            return True
+        if known != first_session(main):
+            return False
+        for table in ("sessions", "messages", "tool_executions"):
+            top = main.execute(f"SELECT MAX(rowid) FROM {table}").fetchone()[0]
+            if int(top or 0) < int(self._meta(f"mark_{table}")):
+                return False
+        return True
+
+    def _resync(self, main: Any, ids: Sequence[str]) -> None:
+        """Read these sessions' figures again and move their contributions to what they are."""
+        now = time.time()
+        marks = ", ".join("?" for _ in ids)
+        sessions = {
+            str(r[0]): r
+            for r in main.execute(
+                "SELECT id, started_at, agent_type, model, status, ended_at, input_tokens,"
+                " output_tokens, cache_read_tokens, cache_creation_tokens,"
+                f" CAST(ROUND(cost_usd * {NANO}) AS INTEGER), duration_ms"
+                f" FROM sessions WHERE id IN ({marks})",
+                tuple(ids),
+            ).fetchall()
+        }
+        tools: dict[str, list[tuple[Any, ...]]] = {}
+        for sid, name, status, ms in main.execute(
+            "SELECT session_id, tool_name, status, duration_ms FROM tool_executions"
+            f" WHERE session_id IN ({marks})",
+            tuple(ids),
+        ).fetchall():
+            dur = None if ms is None else float(ms)
+            tools.setdefault(str(sid), []).append(
+                (name, status, dur, None if dur is None else bucket(dur))
+            )
+        need_fill = [sid for sid, r in sessions.items() if r[6] is None or r[7] is None]
+        fills: dict[str, tuple[Any, Any]] = {}
+        if need_fill:
+            for sid, itok, otok in main.execute(
+                "SELECT session_id, SUM(input_tokens), SUM(output_tokens) FROM messages"
+                f" WHERE session_id IN ({', '.join('?' for _ in need_fill)})"
+                " AND role <> 'result' GROUP BY session_id",
+                tuple(need_fill),
+            ).fetchall():
+                fills[str(sid)] = (itok, otok)
+        for sid in ids:
+            old = self.db.execute(
+                f"SELECT {', '.join(_SM_COLS)} FROM sm WHERE id = ?", (sid,)
+            ).fetchone()
+            if old is not None:
+                old_tools = self.db.execute(
+                    "SELECT tool_name, status, duration, bucket FROM tm WHERE session_id = ?",
+                    (sid,),
+                ).fetchall()
+                self._contribute(-1, old, old_tools)
+                self.db.execute("DELETE FROM sm WHERE id = ?", (sid,))
+                self.db.execute("DELETE FROM tm WHERE session_id = ?", (sid,))
+            r = sessions.get(sid)
+            if r is None:
+                continue  # no session row (yet): its rows count nowhere, as in the tables
+            new = self._session_row(r, fills.get(sid, (None, None)), old, now)
+            self.db.execute(
+                f"INSERT INTO sm ({', '.join(_SM_COLS)})"
+                f" VALUES ({', '.join('?' for _ in _SM_COLS)})",
+                new,
+            )
+            new_tools = tools.get(sid, [])
+            self.db.executemany(
+                "INSERT INTO tm (session_id, started_at, day, agent_type, model, tool_name,"
+                " status, duration, bucket) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(new[0], new[1], new[2], new[4], new[5], *t) for t in new_tools],
+            )
+            self._contribute(1, new, new_tools)
+
+    @staticmethod
+    def _session_row(
+        r: Sequence[Any], fill: tuple[Any, Any], old: Sequence[Any] | None, now: float
+    ) -> tuple[Any, ...]:
+        sid, started, agent_type, model, status, ended = r[:6]
+        started_text = started if isinstance(started, str) else str(started)
+        itok = r[6] if r[6] is not None else fill[0]
+        otok = r[7] if r[7] is not None else fill[1]
+        wall = agent = None
+        if ended is not None:
+            w = duration_ms(started, ended)
+            wall = None if w is None else float(w)
+            agent = None if r[11] is None else float(r[11])
+        if status == "running":
+            is_open, seen = True, None
+        else:
+            if old is None:
+                seen = now if recent(ended, now) else None
+            else:
+                seen = old[17] if old[17] is not None else (now if old[16] else None)
+            is_open = recent(ended, now) or (seen is not None and now - float(seen) < GRACE_SECONDS)
+        return (
+            str(sid), started_text, started_text[:10], int(bool(_CANONICAL.match(started_text))),
+            agent_type, model, status, itok, otok, r[8], r[9], r[10],
+            wall, None if wall is None else bucket(wall),
+            agent, None if agent is None else bucket(agent),
+            int(is_open), seen if is_open else None,
+        )  # fmt: skip
+
+    def _contribute(self, sign: int, s: Sequence[Any], tools: Sequence[Sequence[Any]]) -> None:
+        """Add (``sign`` 1) or take away (-1) a session's share of the cells; sessions whose
+        ``started_at`` is not canonical text have none (they are read one by one)."""
+        if not s[3]:
+            return
+        day, agent_type, model, status = s[2], s[4], s[5], s[6]
+        values = [1, status == "completed", status == "error", status == "running",
+                  s[7] or 0, s[8] or 0, s[9] or 0, s[10] or 0, s[11] or 0, len(tools),
+                  sum(t[1] == "running" for t in tools), sum(t[1] == "error" for t in tools)]  # fmt: skip
+        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in _C_COLS)
+        self.db.execute(
+            f"INSERT INTO c (day, agent_type, model, {', '.join(_C_COLS)})"
+            f" VALUES (?, ?, ?, {', '.join('?' for _ in _C_COLS)})"
+            f" ON CONFLICT (day, agent_type, model) DO UPDATE SET {sets}",
+            (day, agent_type, model, *(sign * int(v) for v in values)),
+        )
+        hist: dict[tuple[int, str, str, int], int] = {}
+        per_tool: dict[str, list[int]] = {}
+        for t in tools:
+            name = str(t[0])
+            c = per_tool.setdefault(name, [0, 0, 0])
+            c[0] += 1
+            c[1] += t[1] == "error"
+            c[2] += t[1] == "running"
+            if t[3] is not None:
+                for key in ((TOOL_HIST, agent_type, model, t[3]), (TOOL_NAME_HIST, name, "", t[3])):
+                    hist[key] = hist.get(key, 0) + 1
+        for kind, col in ((WALL_HIST, 13), (AGENT_HIST, 15)):
+            if s[col] is not None:
+                key = (kind, agent_type, model, s[col])
+                hist[key] = hist.get(key, 0) + 1
+        self.db.executemany(
+            "INSERT INTO tc (day, tool_name, calls, errors, running) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (day, tool_name) DO UPDATE SET calls = calls + excluded.calls,"
+            " errors = errors + excluded.errors, running = running + excluded.running",
+            [(day, name, *(sign * v for v in c)) for name, c in per_tool.items()],
+        )
+        self.db.executemany(
+            "INSERT INTO h (kind, day, g1, g2, bucket, n) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (kind, day, g1, g2, bucket) DO UPDATE SET n = n + excluded.n",
+            [(k, day, g1, g2, b, sign * n) for (k, g1, g2, b), n in hist.items()],
+        )
+
+    # -- answering -------------------------------------------------------------------------------
+
+    def usage(
+        self,
+        group_by: str,
+        since: str | None,
+        until: str | None,
+        agent_types: Sequence[str],
+        models: Sequence[str],
+    ) -> list[UsageRow]:
+        """``usage_summary``'s rows, from the cells and the sessions around them."""
+        period = _Period(since, until)
+        filters, fparams = _filters(agent_types, models)
+        c_key = {"agent_type": "agent_type", "model": "model", "day": "day"}[group_by]
+        sums: dict[Any, list[int]] = {}
+        hists: dict[int, dict[Any, dict[int, int]]] = {TOOL_HIST: {}, WALL_HIST: {}, AGENT_HIST: {}}
+        if period.days is not None:
+            where, params = period.cells_where(filters, fparams)
+            for row in self.db.execute(
+                f"SELECT {c_key}, {', '.join(f'SUM({c})' for c in _C_COLS)} FROM c"
+                f" WHERE {where} GROUP BY {c_key}",
+                params,
+            ):
+                _add(sums, row[0], row[1:])
+            h_key = "day" if group_by == "day" else ("g1" if group_by == "agent_type" else "g2")
+            h_filters = filters.replace("agent_type", "g1").replace("model", "g2")
+            h_where, h_params = period.cells_where(h_filters, fparams)
+            for row in self.db.execute(
+                f"SELECT kind, {h_key}, bucket, SUM(n) FROM h WHERE kind IN (0, 1, 2)"
+                f" AND {h_where} GROUP BY kind, {h_key}, bucket",
+                h_params,
+            ):
+                _hist_add(hists[int(row[0])], row[1], int(row[2]), int(row[3]))
+        s_key = f"s.{c_key}"
+        for part, pparams in period.loose_parts():
+            where = " AND ".join(
+                [part, *(["s." + f for f in filters.split(" AND ")] if filters else [])]
+            )
+            params = (*pparams, *fparams)
+            for row in self.db.execute(
+                f"SELECT {s_key}, COUNT(*), SUM(s.status = 'completed'), SUM(s.status = 'error'),"
+                " SUM(s.status = 'running'), SUM(s.itok), SUM(s.otok), SUM(s.cread),"
+                " SUM(s.ccreate), SUM(s.cost_nano), 0, 0, 0"
+                f" FROM sm s WHERE {where} GROUP BY {s_key}",
+                params,
+            ):
+                _add(sums, row[0], row[1:])
+            for row in self.db.execute(
+                f"SELECT {s_key}, COUNT(*), SUM(t.status = 'running'), SUM(t.status = 'error')"
+                " FROM sm s JOIN tm t ON t.session_id = s.id"
+                f" WHERE {where} GROUP BY {s_key}",
+                params,
+            ):
+                _add(sums, row[0], (0,) * 9 + tuple(row[1:]))
+            for kind, sql in (
+                (TOOL_HIST, f"SELECT {s_key}, t.bucket, COUNT(*) FROM sm s JOIN tm t"
+                            f" ON t.session_id = s.id WHERE {where} AND t.bucket IS NOT NULL"
+                            f" GROUP BY {s_key}, t.bucket"),
+                (WALL_HIST, f"SELECT {s_key}, s.wall_b, COUNT(*) FROM sm s WHERE {where}"
+                            f" AND s.wall_b IS NOT NULL GROUP BY {s_key}, s.wall_b"),
+                (AGENT_HIST, f"SELECT {s_key}, s.agent_b, COUNT(*) FROM sm s WHERE {where}"
+                             f" AND s.agent_b IS NOT NULL GROUP BY {s_key}, s.agent_b"),
+            ):  # fmt: skip
+                for k, b, n in self.db.execute(sql, params):
+                    _hist_add(hists[kind], k, int(b), int(n))
+        in_period, pp = period.session_where(filters, fparams)
+        in_period = in_period.replace("s.", "")  # tm and sm both carry the session's columns
+        sources = {TOOL_HIST: ("duration", "tm", "bucket"), WALL_HIST: ("wall", "sm", "wall_b"),
+                   AGENT_HIST: ("agent", "sm", "agent_b")}  # fmt: skip
+        out: list[UsageRow] = []
+        for k in sorted((k for k, v in sums.items() if v[0]), key=_sort_key):
+            n, done, err, running, itok, otok, cread, ccreate, cost, tools, t_run, t_err = sums[k]
+            finished = n - running
+            tools_finished = tools - t_run
+
+            def pick(kind: int, q: float, k: Any = k) -> float | None:
+                col, table, bucket_col = sources[kind]
+                sql = (f"SELECT {col} FROM {table} WHERE {c_key} = ? AND {bucket_col} = ?"
+                       f" AND {in_period}")  # fmt: skip
+                return _percentile(
+                    hists[kind].get(k, {}), q,
+                    lambda b: [float(v) for (v,) in self.db.execute(sql, (k, b, *pp))],
+                )  # fmt: skip
+
+            out.append(
+                UsageRow(
+                    group="<none>" if k is None else str(k),
+                    sessions=n,
+                    completed=done,
+                    errors=err,
+                    running=running,
+                    success_rate=(done / finished) if finished else None,
+                    input_tokens=itok,
+                    output_tokens=otok,
+                    cache_read_tokens=cread,
+                    cache_creation_tokens=ccreate,
+                    cost_usd=cost / NANO,
+                    tool_calls=tools,
+                    tool_errors=t_err,
+                    tool_error_rate=(t_err / tools_finished) if tools_finished else None,
+                    p50_tool_ms=pick(TOOL_HIST, 0.5),
+                    p95_tool_ms=pick(TOOL_HIST, 0.95),
+                    p50_wall_ms=pick(WALL_HIST, 0.5),
+                    p50_agent_ms=pick(AGENT_HIST, 0.5),
+                )
+            )
+        return out
+
+    def tool_usage(self, since: str | None, until: str | None) -> list[ToolUsageRow]:
+        """``tool_usage``'s rows (no agent type or model filter)."""
+        period = _Period(since, until)
+        counts: dict[Any, list[int]] = {}
+        hist: dict[Any, dict[int, int]] = {}
+        if period.days is not None:
+            where, params = period.cells_where("", ())
+            for name, calls, errors, running in self.db.execute(
+                f"SELECT tool_name, SUM(calls), SUM(errors), SUM(running) FROM tc WHERE {where}"
+                " GROUP BY tool_name",
+                params,
+            ):
+                _add(counts, name, (calls, errors, running))
+            for name, b, n in self.db.execute(
+                f"SELECT g1, bucket, SUM(n) FROM h WHERE kind = {TOOL_NAME_HIST} AND {where}"
+                " GROUP BY g1, bucket",
+                params,
+            ):
+                _hist_add(hist, name, int(b), int(n))
+        for part, pparams in period.loose_parts():
+            for name, calls, errors, running in self.db.execute(
+                "SELECT t.tool_name, COUNT(*), SUM(t.status = 'error'), SUM(t.status = 'running')"
+                f" FROM sm s JOIN tm t ON t.session_id = s.id WHERE {part} GROUP BY t.tool_name",
+                pparams,
+            ):
+                _add(counts, name, (calls, errors, running))
+            for name, b, n in self.db.execute(
+                "SELECT t.tool_name, t.bucket, COUNT(*) FROM sm s JOIN tm t"
+                f" ON t.session_id = s.id WHERE {part} AND t.bucket IS NOT NULL"
+                " GROUP BY t.tool_name, t.bucket",
+                pparams,
+            ):
+                _hist_add(hist, name, int(b), int(n))
+        in_period, pp = period.session_where("", ())
+        in_period = in_period.replace("s.", "")
+        out: list[ToolUsageRow] = []
+        for name, (calls, errors, running) in counts.items():
+            if not calls:
+                continue
+
+            def values(b: int, name: Any = name) -> list[float]:
+                return [float(v) for (v,) in self.db.execute(
+                    "SELECT duration FROM tm WHERE tool_name = ? AND bucket = ?"
+                    f" AND {in_period}", (name, b, *pp))]  # fmt: skip
+
+            finished = calls - running
+            out.append(
+                ToolUsageRow(
+                    tool_name=str(name),
+                    calls=calls,
+                    errors=errors,
+                    running=running,
+                    error_rate=errors / finished if finished else None,
+                    p50_ms=_percentile(hist.get(name, {}), 0.5, values),
+                    p95_ms=_percentile(hist.get(name, {}), 0.95, values),
+                )
+            )
+        out.sort(key=lambda r: (-r.calls, r.tool_name))
+        return out
+
+
+class _Period:
+    """``[since, until)`` split into whole days (answered by the cells) and the rest."""
+
+    def __init__(self, since: str | None, until: str | None) -> None:
+        self.since, self.until = since, until
+        self.days = full_days(since, until)
+
+    def cells_where(self, filters: str, fparams: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        assert self.days is not None
+        clauses, params = ["1"], []
+        if self.days[0] is not None:
+            clauses.append("day >= ?")
+            params.append(self.days[0])
+        if self.days[1] is not None:
+            clauses.append("day <= ?")
+            params.append(self.days[1])
+        if filters:
+            clauses.append(filters)
+        return " AND ".join(clauses), (*params, *fparams)
+
+    def session_where(self, filters: str, fparams: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        """The whole period, on ``sm s``."""
+        clauses, params = ["1"], []
+        if self.since is not None:
+            clauses.append("s.started_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("s.started_at < ?")
+            params.append(self.until)
+        if filters:
+            clauses.extend("s." + f for f in filters.split(" AND "))
+        return " AND ".join(clauses), (*params, *fparams)
+
+    def loose_parts(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """Conditions on ``sm s`` (disjoint) for the sessions of the period the cells miss."""
+        if self.days is None:
+            where, params = self.session_where("", ())
+            return [(where, params)]
+        d1, d2 = self.days
+        lo = None if d1 is None else d1 + _MIDNIGHT
+        hi = None if d2 is None else _day_after(d2) + _MIDNIGHT
+        parts: list[tuple[str, tuple[Any, ...]]] = []
+        if self.since is not None and lo is not None:
+            parts.append(("s.started_at >= ? AND s.started_at < ?", (self.since, lo)))
+        if self.until is not None and hi is not None:
+            parts.append(("s.started_at >= ? AND s.started_at < ?", (hi, self.until)))
+        middle: list[str] = ["s.canon = 0"]
+        bounds: list[Any] = []
+        if lo is not None:
+            middle.append("s.started_at >= ?")
+            bounds.append(lo)
+        if hi is not None:
+            middle.append("s.started_at < ?")
+            bounds.append(hi)
+        parts.append((" AND ".join(middle), tuple(bounds)))
+        return parts
+
+
+def _filters(agent_types: Sequence[str], models: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for col, vals in (("agent_type", agent_types), ("model", models)):
+        if vals:
+            clauses.append(f"{col} IN ({', '.join('?' for _ in vals)})")
+            params.extend(vals)
+    return " AND ".join(clauses), tuple(params)
+
+
+def _add(sums: dict[Any, list[int]], key: Any, values: Sequence[Any]) -> None:
+    acc = sums.setdefault(key, [0] * len(values))
+    for i, v in enumerate(values):
+        acc[i] += int(v or 0)
+
+
+def _hist_add(hists: dict[Any, dict[int, int]], key: Any, b: int, n: int) -> None:
+    h = hists.setdefault(key, {})
+    h[b] = h.get(b, 0) + n
+
+
+def _sort_key(k: Any) -> tuple[int, Any]:
+    return (0, "") if k is None else (1, k)
+
+
+def _percentile(
+    hist: dict[int, int], q: float, values: Callable[[int], list[float]]
+) -> float | None:
+    """The exact percentile (linear interpolation between closest ranks, as the table query
+    computes it): the merged counts find the buckets of the two ranks, their exact values are
+    read."""
+    total = sum(hist.values())
+    if total <= 0:
+        return None
+    pos = (total - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, total - 1)
+    cache: dict[int, list[float]] = {}
+
+    def at(rank: int) -> float:
+        before = 0
+        for b in sorted(hist):
+            n = hist[b]
+            if rank < before + n:
+                if b not in cache:
+                    cache[b] = sorted(values(b))
+                    if len(cache[b]) != n:
+                        raise FiguresUnavailable(f"bucket {b}: {len(cache[b])} values, {n} counted")
+                return cache[b][rank - before]
+            before += n
+        raise FiguresUnavailable("rank beyond the counts")
+
+    a, b = at(lo), at(hi)
+    return float(a + (b - a) * (pos - lo))
+
+
+def with_figures(
+    conn: Any, identity: str, budget_s: float, answer: Callable[[Figures], Any]
+) -> Any | None:
+    """``answer(figures)`` on figures brought up to date, or ``None`` when they cannot answer
+    (still being built, unusable file): the caller reads the tables."""
+    path = rollups_path(identity)
+    try:
+        figures = Figures(path)
+    except (sqlite3.Error, OSError) as exc:
+        _failed(path, exc)
+        return None
+    try:
+        if not figures.refresh(conn, budget_s):
+            return None
+        return answer(figures)
+    except FiguresUnavailable:
+        return None
+    except (sqlite3.Error, OSError) as exc:
+        _failed(path, exc)
+        return None
+    finally:
+        figures.close()
+
+
+def figures_state(identity: str) -> FiguresState:
+    path = rollups_path(identity)
+    if not path.exists():
+        return FiguresState(str(path), False)
+    try:
+        figures = Figures(path)
+    except (sqlite3.Error, OSError) as exc:
+        return FiguresState(str(path), True, error=str(exc))
+    try:
+        return figures.state()
+    except (sqlite3.Error, OSError) as exc:
+        return FiguresState(str(path), True, error=str(exc))
+    finally:
+        figures.close()
+
+
+def rebuild_figures(
+    conn: Any, identity: str, progress: Callable[[int], None] | None = None
+) -> FiguresState:
+    path = rollups_path(identity)
+    remove_index(path)
+    figures = Figures(path)
+    try:
+        if conn is not None:
+            figures.refresh(conn, None, progress)
+        return figures.state()
+    finally:
+        figures.close()
+
+
+def _failed(path: Path, exc: BaseException) -> None:
+    """A damaged file is removed (rebuilt next time); either way the tables answer."""
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        remove_index(path)
+    _warn("figures", "usage rollups %s unusable, reading the tables: %s", path, exc)
