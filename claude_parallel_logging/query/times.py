@@ -108,4 +108,6 @@ def duration_ms(start: str | None, end: str | None) -> int | None:
         b = datetime.fromisoformat(end.replace("Z", "+00:00"))
     except ValueError:
         return None
+    # stored times without an offset (SQLite's ``datetime('now')`` default) are UTC
+    a, b = (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (a, b))
     return max(0, round((b - a).total_seconds() * 1000))
