@@ -6,7 +6,7 @@ replica pulled from the remote first, so it sees what every process has pushed, 
 Rows this process logged but has not yet flushed (or pushed) are not visible: ``flush()`` first.
 
 ``records`` (what is returned) · ``access`` (opening the database for reading) · ``times`` ·
-``cursor`` (pages) · ``sessions`` · ``search`` (with ``search_index``, its derived index) · ``usage`` · ``aio`` (the asyncio forms) ·
+``cursor`` (pages) · ``sessions`` · ``search`` (with ``search_index``, its derived index) · ``usage`` (with ``rollups``) · ``aio`` (the asyncio forms) ·
 ``documents`` (the JSON documents ``cpl --json`` prints and the viewer's ``/api`` serves).
 """
 
@@ -49,7 +49,14 @@ from .sessions import (
     short_ids,
 )
 from .times import TimeLike, parse_time
-from .usage import GROUP_BY_CHOICES, GroupBy, tool_usage, usage_summary
+from .usage import (
+    GROUP_BY_CHOICES,
+    GroupBy,
+    rebuild_usage_rollups,
+    tool_usage,
+    usage_rollups_state,
+    usage_summary,
+)
 
 __all__ = [
     "GROUP_BY_CHOICES",
@@ -92,6 +99,7 @@ __all__ = [
     "needs_snapshot",
     "parse_time",
     "rebuild_search_index",
+    "rebuild_usage_rollups",
     "sdk_session_ids",
     "search_document",
     "search_index_state",
@@ -102,5 +110,6 @@ __all__ = [
     "snapshot",
     "stats_document",
     "tool_usage",
+    "usage_rollups_state",
     "usage_summary",
 ]

@@ -4,13 +4,13 @@ rate and duration percentiles."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from .access import TursoClient, database_identity, reading
 from .derived import disabled
-from .rollups import with_figures
 from .records import ToolUsageRow, UsageRow
+from .rollups import FiguresState, figures_state, rebuild_figures, with_figures
 from .sql import NANO, RESULT_ROLE, Filter, filter_clauses, filter_values
 from .times import TimeLike, duration_ms, parse_time
 
@@ -234,3 +234,17 @@ def tool_usage(
         )
     out.sort(key=lambda r: (-r.calls, r.tool_name))
     return out
+
+
+def usage_rollups_state(client: TursoClient | None = None) -> FiguresState:
+    """The derived usage rollups of the database (never created here), for ``cpl doctor``."""
+    return figures_state(database_identity(client))
+
+
+def rebuild_usage_rollups(
+    client: TursoClient | None = None, progress: Callable[[int], None] | None = None
+) -> FiguresState:
+    """Build the usage rollups again from the tables (``cpl reindex``); ``progress`` gets the
+    number of sessions done so far."""
+    with reading(client) as conn:
+        return rebuild_figures(conn, database_identity(client), progress)

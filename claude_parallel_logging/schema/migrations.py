@@ -159,6 +159,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             " ON sessions(status, started_at, id)",
             "CREATE INDEX IF NOT EXISTS idx_sessions_model_started"
             " ON sessions(model, started_at, id)",
+            # ``costliest_sessions``: the order it returns, walked from the top
+            "CREATE INDEX IF NOT EXISTS idx_sessions_cost ON sessions(cost_usd, started_at, id)",
             # figures per session (list pages' totals, usage) from the indexes alone, without
             # reading the rows' texts
             "CREATE INDEX IF NOT EXISTS idx_messages_figures"

@@ -1,6 +1,6 @@
-"""rebuild the search index (derived from the tables, in the user's cache directory)"""
+"""rebuild the search index and usage rollups (derived from the tables, in the user's cache dir)"""
 
-# ``cpl search`` keeps the index up to date by itself; this rebuilds it from nothing (after
+# ``cpl search`` and ``cpl stats`` keep them up to date by themselves; this rebuilds it from nothing (after
 # an upgrade, to compact it, or when ``cpl doctor`` says it is unusable), with its progress on
 # stderr on a terminal.
 
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
-from ...query import check_readable, rebuild_search_index
+from ...query import check_readable, rebuild_search_index, rebuild_usage_rollups
 from ..base import EXIT_OK
 from ..database import resolve_client
 from ..output import Output
@@ -24,11 +25,17 @@ def handle(args: argparse.Namespace, out: Output) -> int:
     check_readable(client)
     show = not args.json and sys.stderr.isatty()
 
-    def progress(documents: int) -> None:
-        if show:
-            print(f"\rindexed {documents:,} documents", end="", file=sys.stderr, flush=True)
+    def progress(what: str) -> Callable[[int], None]:
+        def show_count(n: int) -> None:
+            if show:
+                print(f"\r{what}: {n:,}", end="", file=sys.stderr, flush=True)
 
-    state = rebuild_search_index(client, progress)
+        return show_count
+
+    rollups = rebuild_usage_rollups(client, progress("usage rollups, sessions"))
+    if show:
+        print(file=sys.stderr)
+    state = rebuild_search_index(client, progress("search index, documents"))
     if show:
         print(file=sys.stderr)
     if args.json:
@@ -39,8 +46,15 @@ def handle(args: argparse.Namespace, out: Output) -> int:
                 "sessions": state.sessions,
                 "lag_rows": state.lag_rows,
                 "size_bytes": state.size_bytes,
+                "rollups": {
+                    "path": rollups.path,
+                    "sessions": rollups.sessions,
+                    "tools": rollups.tools,
+                    "size_bytes": rollups.size_bytes,
+                },
             }
         )
         return EXIT_OK
+    out.line(f"usage rollups rebuilt: {rollups.describe()}")
     out.line(f"search index rebuilt: {state.describe()}")
     return EXIT_OK
