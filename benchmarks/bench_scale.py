@@ -8,7 +8,9 @@
 * ``scale.search_<rare|common|absent>.N``: ``search_sessions`` (20 hits) for a word in 0.1 % of
   the sessions, one in every session, one in none; target < 100 ms. The derived index is built
   first (its build time and size are in ``extra``); each search brings it up to date first, as
-  in real use.
+  in real use;
+* ``scale.ui_<list|stats|search>.N``: the viewer (``cpl ui``, the real server on 127.0.0.1)
+  answering ``/``, ``/stats`` over the 90 days and ``/search`` for the rare word; < 300 ms.
 
 Sizes: ``./dev bench --scale`` 1k, 10k, 100k; the default run and ``--quick`` only 1k (tiny:
 200). The databases and their indexes are cached under ``benchmarks/results/scale/``; an old
@@ -20,22 +22,26 @@ from __future__ import annotations
 import os
 import random
 import sys
+import threading
 import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import scale_data
 from common import TINY, Result, summarize
 
-import scale_data
-
 TARGETS_MS = {"list_first": 20.0, "list_deep": 20.0, "get_session": 10.0, "usage": 100.0,
-              "search": 100.0}  # fmt: skip
+              "search": 100.0, "ui": 300.0}  # fmt: skip
 SCALE_SIZES = (1_000, 10_000, 100_000)
 
 
 def _target(op: str) -> float:
-    return TARGETS_MS["usage" if op.startswith("usage") else "search" if op.startswith("search") else op]
+    return TARGETS_MS.get(op) or TARGETS_MS[op.split("_", 1)[0]]
 
 
 def _time(fn: Any, reps: int) -> list[float]:
@@ -114,9 +120,41 @@ def measure(n: int, reps: int) -> dict[str, tuple[list[float], dict[str, Any]]]:
     try:
         for op, fn in ops.items():
             out[op] = (_time(fn, reps), extra)
+        with _viewer(client) as base:
+            for op, page in (("ui_list", "/"), ("ui_stats", "/stats?since=" + urllib.parse.quote(since)),
+                             ("ui_search", f"/search?q={scale_data.RARE}")):  # fmt: skip
+                out[op] = (_time(lambda page=page: _get(base + page), reps), extra)
     finally:
         client.shutdown(5)
     return out
+
+
+def _get(url: str) -> None:
+    with urllib.request.urlopen(url, timeout=120) as r:
+        r.read()
+        assert r.status == 200, url
+
+
+@contextmanager
+def _viewer(client: Any) -> Iterator[str]:
+    """The real viewer server on 127.0.0.1 (as ``bench_ui``)."""
+    import uvicorn
+
+    from claude_parallel_logging.ui.app import create_app, listen
+
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(client), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
 
 
 def run(quick: bool, sizes: tuple[int, ...] | None = None) -> list[Result]:
