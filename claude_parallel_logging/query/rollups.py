@@ -22,6 +22,7 @@ its partial first and last day and any session whose ``started_at`` is not canon
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sqlite3
@@ -47,7 +48,8 @@ from .records import ToolUsageRow, UsageRow
 from .sql import NANO
 from .times import duration_ms
 
-FIGURES_VERSION = 1
+FIGURES_VERSION = 2
+LEVELS = 7  # blocks of 1, 2, 4, ... 64 days
 GAMMA = 1.05
 _LOG_GAMMA = math.log(GAMMA)
 _BUCKET_OFFSET = 3000  # buckets of values down to GAMMA ** -3000 stay positive
@@ -74,7 +76,8 @@ _SCHEMA = (
     ),
     # tool executions with their session's period and groups (rewritten when it is re-read)
     "CREATE TABLE IF NOT EXISTS tm (session_id TEXT NOT NULL, started_at TEXT, day TEXT,"
-    " agent_type TEXT, model TEXT, tool_name TEXT, status TEXT, duration REAL, bucket INTEGER)",
+    " canon INTEGER NOT NULL, agent_type TEXT, model TEXT, tool_name TEXT, status TEXT,"
+    " duration REAL, bucket INTEGER)",
     "CREATE INDEX IF NOT EXISTS tm_session ON tm(session_id)",
     *(
         f"CREATE INDEX IF NOT EXISTS tm_{col} ON tm({col}, bucket)"
@@ -88,8 +91,13 @@ _SCHEMA = (
     " PRIMARY KEY (day, agent_type, model))",
     "CREATE TABLE IF NOT EXISTS tc (day TEXT, tool_name TEXT, calls INTEGER DEFAULT 0,"
     " errors INTEGER DEFAULT 0, running INTEGER DEFAULT 0, PRIMARY KEY (day, tool_name))",
-    "CREATE TABLE IF NOT EXISTS h (kind INTEGER, day TEXT, g1 TEXT, g2 TEXT, bucket INTEGER,"
-    " n INTEGER, PRIMARY KEY (kind, day, g1, g2, bucket))",
+    # counts per bucket over aligned blocks of 2**level days (block = day ordinal >> level), so
+    # a period of whole days reads a dozen blocks, not a row per day
+    "CREATE TABLE IF NOT EXISTS h (kind INTEGER, level INTEGER, blk INTEGER, g1 TEXT, g2 TEXT,"
+    " bucket INTEGER, n INTEGER, PRIMARY KEY (kind, level, blk, g1, g2, bucket))",
+    # percentiles of one whole day's sessions (per filter), dropped when the day changes
+    "CREATE TABLE IF NOT EXISTS pc (day TEXT, filters TEXT, p50_tool REAL, p95_tool REAL,"
+    " p50_wall REAL, p50_agent REAL, PRIMARY KEY (day, filters))",
 )
 _C_COLS = ("sessions", "completed", "errors", "running", "itok", "otok", "cread", "ccreate",
            "cost_nano", "tools", "tools_running", "tool_errors")  # fmt: skip
@@ -110,6 +118,31 @@ def bucket(value: float) -> int:
         return 10**9 if value > 0 else -(10**9)
     b = math.ceil(math.log(abs(value)) / _LOG_GAMMA) + _BUCKET_OFFSET + 1
     return b if value > 0 else -b
+
+
+def _canonical(text: str) -> bool:
+    """Stored time text of the logger's own form, on a real day (only those go into cells)."""
+    if not _CANONICAL.match(text):
+        return False
+    try:
+        date.fromisoformat(text[:10])
+    except ValueError:
+        return False
+    return True
+
+
+def blocks(first: str, last: str) -> list[tuple[int, int]]:
+    """The fewest aligned (level, block) covering the days ``first``..``last``."""
+    a = date.fromisoformat(first).toordinal()
+    end = date.fromisoformat(last).toordinal() + 1
+    out: list[tuple[int, int]] = []
+    while a < end:
+        level = LEVELS - 1
+        while level and (a % (1 << level) or a + (1 << level) > end):
+            level -= 1
+        out.append((level, a >> level))
+        a += 1 << level
+    return out
 
 
 def rollups_path(identity: str) -> Path:
@@ -264,8 +297,8 @@ class Figures:
                                ("tool_executions", "session_id")):  # fmt: skip
                 mark = int(self._meta(f"mark_{table}"))
                 top = mark
-                for rowid, sid in main.execute(
-                    f"SELECT rowid, {key} FROM {table} WHERE rowid > ?", (mark,)
+                for rowid, sid in main.execute(  # ORDER BY: else pyturso scans an index
+                    f"SELECT rowid, {key} FROM {table} WHERE rowid > ? ORDER BY rowid", (mark,)
                 ).fetchall():
                     touched[str(sid)] = None
                     top = max(top, int(rowid))
@@ -347,9 +380,9 @@ class Figures:
             )
             new_tools = tools.get(sid, [])
             self.db.executemany(
-                "INSERT INTO tm (session_id, started_at, day, agent_type, model, tool_name,"
-                " status, duration, bucket) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(new[0], new[1], new[2], new[4], new[5], *t) for t in new_tools],
+                "INSERT INTO tm (session_id, started_at, day, canon, agent_type, model, tool_name,"
+                " status, duration, bucket) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*new[:6], *t) for t in new_tools],
             )
             self._contribute(1, new, new_tools)
 
@@ -375,7 +408,7 @@ class Figures:
                 seen = old[17] if old[17] is not None else (now if old[16] else None)
             is_open = recent(ended, now) or (seen is not None and now - float(seen) < GRACE_SECONDS)
         return (
-            str(sid), started_text, started_text[:10], int(bool(_CANONICAL.match(started_text))),
+            str(sid), started_text, started_text[:10], int(_canonical(started_text)),
             agent_type, model, status, itok, otok, r[8], r[9], r[10],
             wall, None if wall is None else bucket(wall),
             agent, None if agent is None else bucket(agent),
@@ -419,11 +452,14 @@ class Figures:
             " errors = errors + excluded.errors, running = running + excluded.running",
             [(day, name, *(sign * v for v in c)) for name, c in per_tool.items()],
         )
+        ordinal = date.fromisoformat(day).toordinal()
         self.db.executemany(
-            "INSERT INTO h (kind, day, g1, g2, bucket, n) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (kind, day, g1, g2, bucket) DO UPDATE SET n = n + excluded.n",
-            [(k, day, g1, g2, b, sign * n) for (k, g1, g2, b), n in hist.items()],
-        )
+            "INSERT INTO h (kind, level, blk, g1, g2, bucket, n) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (kind, level, blk, g1, g2, bucket) DO UPDATE SET n = n + excluded.n",
+            [(k, level, ordinal >> level, g1, g2, b, sign * n)
+             for (k, g1, g2, b), n in hist.items() for level in range(LEVELS)],
+        )  # fmt: skip
+        self.db.execute("DELETE FROM pc WHERE day = ?", (day,))
 
     # -- answering -------------------------------------------------------------------------------
 
@@ -441,6 +477,8 @@ class Figures:
         c_key = {"agent_type": "agent_type", "model": "model", "day": "day"}[group_by]
         sums: dict[Any, list[int]] = {}
         hists: dict[int, dict[Any, dict[int, int]]] = {TOOL_HIST: {}, WALL_HIST: {}, AGENT_HIST: {}}
+        loose_keys: set[Any] = set()
+        span: tuple[str, str] | None = None
         if period.days is not None:
             where, params = period.cells_where(filters, fparams)
             for row in self.db.execute(
@@ -449,15 +487,12 @@ class Figures:
                 params,
             ):
                 _add(sums, row[0], row[1:])
-            h_key = "day" if group_by == "day" else ("g1" if group_by == "agent_type" else "g2")
-            h_filters = filters.replace("agent_type", "g1").replace("model", "g2")
-            h_where, h_params = period.cells_where(h_filters, fparams)
-            for row in self.db.execute(
-                f"SELECT kind, {h_key}, bucket, SUM(n) FROM h WHERE kind IN (0, 1, 2)"
-                f" AND {h_where} GROUP BY kind, {h_key}, bucket",
-                h_params,
-            ):
-                _hist_add(hists[int(row[0])], row[1], int(row[2]), int(row[3]))
+            span = self._span(period.days)
+            if span is not None and group_by != "day":  # per day: cached below
+                h_key = "g1" if group_by == "agent_type" else "g2"
+                for kind, k, bk, n in self._hist((TOOL_HIST, WALL_HIST, AGENT_HIST), h_key,
+                                                 blocks(*span), filters, fparams):  # fmt: skip
+                    _hist_add(hists[kind], k, bk, n)
         s_key = f"s.{c_key}"
         for part, pparams in period.loose_parts():
             where = " AND ".join(
@@ -472,6 +507,7 @@ class Figures:
                 params,
             ):
                 _add(sums, row[0], row[1:])
+                loose_keys.add(row[0])
             for row in self.db.execute(
                 f"SELECT {s_key}, COUNT(*), SUM(t.status = 'running'), SUM(t.status = 'error')"
                 " FROM sm s JOIN tm t ON t.session_id = s.id"
@@ -488,8 +524,8 @@ class Figures:
                 (AGENT_HIST, f"SELECT {s_key}, s.agent_b, COUNT(*) FROM sm s WHERE {where}"
                              f" AND s.agent_b IS NOT NULL GROUP BY {s_key}, s.agent_b"),
             ):  # fmt: skip
-                for k, b, n in self.db.execute(sql, params):
-                    _hist_add(hists[kind], k, int(b), int(n))
+                for k, bk, n in self.db.execute(sql, params):
+                    _hist_add(hists[kind], k, int(bk), int(n))
         in_period, pp = period.session_where(filters, fparams)
         in_period = in_period.replace("s.", "")  # tm and sm both carry the session's columns
         sources = {TOOL_HIST: ("duration", "tm", "bucket"), WALL_HIST: ("wall", "sm", "wall_b"),
@@ -509,6 +545,22 @@ class Figures:
                     lambda b: [float(v) for (v,) in self.db.execute(sql, (k, b, *pp))],
                 )  # fmt: skip
 
+            whole_day = (group_by == "day" and span is not None and isinstance(k, str)
+                         and span[0] <= k <= span[1])  # fmt: skip
+            if whole_day and k not in loose_keys:
+                p50_tool, p95_tool, p50_wall, p50_agent = self._day_percentiles(
+                    k, filters, fparams, agent_types, models
+                )
+            else:
+                if whole_day:  # a day with sessions outside the cells too: its counts, merged
+                    for kind, _, bk, count in self._hist(
+                        (TOOL_HIST, WALL_HIST, AGENT_HIST), "''", [(0, _ordinal(k))], filters,
+                        fparams,
+                    ):  # fmt: skip
+                        _hist_add(hists[kind], k, bk, count)
+                p50_tool, p95_tool = pick(TOOL_HIST, 0.5), pick(TOOL_HIST, 0.95)
+                p50_wall, p50_agent = pick(WALL_HIST, 0.5), pick(AGENT_HIST, 0.5)
+
             out.append(
                 UsageRow(
                     group="<none>" if k is None else str(k),
@@ -525,13 +577,96 @@ class Figures:
                     tool_calls=tools,
                     tool_errors=t_err,
                     tool_error_rate=(t_err / tools_finished) if tools_finished else None,
-                    p50_tool_ms=pick(TOOL_HIST, 0.5),
-                    p95_tool_ms=pick(TOOL_HIST, 0.95),
-                    p50_wall_ms=pick(WALL_HIST, 0.5),
-                    p50_agent_ms=pick(AGENT_HIST, 0.5),
+                    p50_tool_ms=p50_tool,
+                    p95_tool_ms=p95_tool,
+                    p50_wall_ms=p50_wall,
+                    p50_agent_ms=p50_agent,
                 )
             )
         return out
+
+    def _span(self, days: tuple[str | None, str | None]) -> tuple[str, str] | None:
+        """The whole days of a period, an open end closed at the first/last day with cells."""
+        first, last = days
+        if first is None or last is None:
+            lo, hi = self.db.execute("SELECT MIN(day), MAX(day) FROM c").fetchone()
+            if lo is None:
+                return None
+            first = first if first is not None else str(lo)
+            last = last if last is not None else str(hi)
+        return (first, last) if first <= last else None
+
+    def _hist(
+        self,
+        kinds: Sequence[int],
+        key: str,
+        legs: Sequence[tuple[int, int]],
+        filters: str,
+        fparams: Sequence[Any],
+    ) -> list[tuple[int, Any, int, int]]:
+        """(kind, key, bucket, count) merged over the blocks ``legs``."""
+        h_filters = filters.replace("agent_type", "g1").replace("model", "g2")
+        extra = f" AND {h_filters}" if h_filters else ""
+        kinds_sql = ", ".join(str(int(k)) for k in kinds)
+        union = " UNION ALL ".join(
+            f"SELECT kind, {key} AS k, bucket, n FROM h WHERE kind IN ({kinds_sql})"
+            f" AND level = ? AND blk = ?{extra}"
+            for _ in legs
+        )
+        params = [v for level, blk in legs for v in (level, blk, *fparams)]
+        return [
+            (int(kind), k, int(b), int(n))
+            for kind, k, b, n in self.db.execute(
+                f"SELECT kind, k, bucket, SUM(n) FROM ({union}) GROUP BY kind, k, bucket", params
+            )
+        ]
+
+    def _day_percentiles(
+        self,
+        day: str,
+        filters: str,
+        fparams: Sequence[Any],
+        agent_types: Sequence[str],
+        models: Sequence[str],
+    ) -> tuple[float | None, ...]:
+        """p50/p95 tool, p50 wall and agent time of one whole day's sessions in the cells,
+        kept until that day changes."""
+        key = json.dumps([sorted(set(agent_types)), sorted(set(models))])
+        row = self.db.execute(
+            "SELECT p50_tool, p95_tool, p50_wall, p50_agent FROM pc WHERE day = ? AND filters = ?",
+            (day, key),
+        ).fetchone()
+        if row is not None:
+            return tuple(row)
+        hists: dict[int, dict[int, int]] = {TOOL_HIST: {}, WALL_HIST: {}, AGENT_HIST: {}}
+        for kind, _, b, n in self._hist((TOOL_HIST, WALL_HIST, AGENT_HIST), "''",
+                                        [(0, _ordinal(day))], filters, fparams):  # fmt: skip
+            hists[kind][b] = hists[kind].get(b, 0) + n
+        extra = f" AND {filters}" if filters else ""
+
+        def pick(kind: int, q: float) -> float | None:
+            col, table, bucket_col = {TOOL_HIST: ("duration", "tm", "bucket"),
+                                      WALL_HIST: ("wall", "sm", "wall_b"),
+                                      AGENT_HIST: ("agent", "sm", "agent_b")}[kind]  # fmt: skip
+            sql = (f"SELECT {col} FROM {table} WHERE day = ? AND {bucket_col} = ?"
+                   f" AND canon = 1{extra}")  # fmt: skip
+            return _percentile(
+                hists[kind], q,
+                lambda b: [float(v) for (v,) in self.db.execute(sql, (day, b, *fparams))],
+            )  # fmt: skip
+
+        found = (pick(TOOL_HIST, 0.5), pick(TOOL_HIST, 0.95), pick(WALL_HIST, 0.5),
+                 pick(AGENT_HIST, 0.5))  # fmt: skip
+        try:
+            with self._transaction():
+                self.db.execute(
+                    "INSERT OR REPLACE INTO pc (day, filters, p50_tool, p95_tool, p50_wall,"
+                    " p50_agent) VALUES (?, ?, ?, ?, ?, ?)",
+                    (day, key, *found),
+                )
+        except sqlite3.OperationalError:  # busy: the next read stores it
+            pass
+        return found
 
     def tool_usage(self, since: str | None, until: str | None) -> list[ToolUsageRow]:
         """``tool_usage``'s rows (no agent type or model filter)."""
@@ -546,12 +681,10 @@ class Figures:
                 params,
             ):
                 _add(counts, name, (calls, errors, running))
-            for name, b, n in self.db.execute(
-                f"SELECT g1, bucket, SUM(n) FROM h WHERE kind = {TOOL_NAME_HIST} AND {where}"
-                " GROUP BY g1, bucket",
-                params,
-            ):
-                _hist_add(hist, name, int(b), int(n))
+            span = self._span(period.days)
+            if span is not None:
+                for _, name, b, n in self._hist((TOOL_NAME_HIST,), "g1", blocks(*span), "", ()):
+                    _hist_add(hist, name, b, n)
         for part, pparams in period.loose_parts():
             for name, calls, errors, running in self.db.execute(
                 "SELECT t.tool_name, COUNT(*), SUM(t.status = 'error'), SUM(t.status = 'running')"
@@ -650,6 +783,10 @@ class _Period:
             bounds.append(hi)
         parts.append((" AND ".join(middle), tuple(bounds)))
         return parts
+
+
+def _ordinal(day: str) -> int:
+    return date.fromisoformat(day).toordinal()
 
 
 def _filters(agent_types: Sequence[str], models: Sequence[str]) -> tuple[str, tuple[Any, ...]]:

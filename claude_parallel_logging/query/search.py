@@ -323,8 +323,8 @@ def _unindexed_candidates(conn: Any, index: SearchIndex, m: _Matcher) -> list[st
     ids: dict[str, None] = {}
     for table, _kind, cols in TABLES:
         key = "id" if table == "sessions" else "session_id"
-        for (sid,) in conn.execute(
-            f"SELECT DISTINCT {key} FROM {table} WHERE rowid > ? AND ({_match_sql(cols)})",
+        for (sid,) in conn.execute(  # ORDER BY rowid: a range, not a scan, in pyturso
+            f"SELECT {key} FROM {table} WHERE rowid > ? AND ({_match_sql(cols)}) ORDER BY rowid",
             (marks[table], *_match_params(m, cols)),
         ).fetchall():
             ids[str(sid)] = None

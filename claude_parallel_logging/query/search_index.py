@@ -189,7 +189,10 @@ class SearchIndex:
         """Rows of the database not indexed yet."""
         total = 0
         for table, kind, _ in TABLES:
-            row = main.execute(f"SELECT COUNT(*) FROM {table} WHERE rowid > ?", (self.mark(kind),))
+            row = main.execute(  # a rowid range (pyturso counts ``rowid > ?`` by a whole scan)
+                f"SELECT COUNT(*) FROM (SELECT rowid FROM {table} WHERE rowid > ? ORDER BY rowid)",
+                (self.mark(kind),),
+            )
             total += int(row.fetchone()[0])
         return total
 
