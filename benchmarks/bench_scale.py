@@ -64,7 +64,12 @@ def client_for(path: Path) -> Any:
 def _prepare(n: int) -> tuple[Path, dict[str, Any]]:
     import turso
 
-    from claude_parallel_logging.query import rebuild_search_index, search_index_state
+    from claude_parallel_logging.query import (
+        rebuild_search_index,
+        rebuild_usage_rollups,
+        search_index_state,
+        usage_rollups_state,
+    )
     from claude_parallel_logging.schema.migrations import migrate
     path = scale_data.build(n, progress=True)
     conn = turso.connect(str(path))
@@ -79,6 +84,12 @@ def _prepare(n: int) -> tuple[Path, dict[str, Any]]:
         state = rebuild_search_index(client)
         extra["index_build_s"] = round(time.perf_counter() - t0, 1)
     extra["index_mb"] = round(state.size_bytes / 1e6)
+    rollups = usage_rollups_state(client)
+    if not rollups.built or rollups.error:
+        t0 = time.perf_counter()
+        rollups = rebuild_usage_rollups(client)
+        extra["rollups_build_s"] = round(time.perf_counter() - t0, 1)
+    extra["rollups_mb"] = round(rollups.size_bytes / 1e6)
     client.shutdown(5)
     return path, extra
 
