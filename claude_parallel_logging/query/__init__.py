@@ -6,7 +6,7 @@ replica pulled from the remote first, so it sees what every process has pushed, 
 Rows this process logged but has not yet flushed (or pushed) are not visible: ``flush()`` first.
 
 ``records`` (what is returned) · ``access`` (opening the database for reading) · ``times`` ·
-``cursor`` (pages) · ``sessions`` · ``search`` (with ``search_index``, its derived index) · ``usage`` (with ``rollups``) · ``aio`` (the asyncio forms) ·
+``cursor`` (pages) · ``sessions`` · ``search`` (with ``search_index``, its derived index) · ``usage`` (with ``rollups`` and ``rollup_answers``) · ``aio`` (the asyncio forms) ·
 ``documents`` (the JSON documents ``cpl --json`` prints and the viewer's ``/api`` serves).
 """
 

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from . import rollup_answers
 from .access import TursoClient, database_identity, reading
 from .derived import disabled
 from .records import ToolUsageRow, UsageRow
@@ -44,7 +45,7 @@ def usage_summary(
     """Per group (sorted by key): sessions, success rate, tokens, cost, tool error rate and
     p50/p95 tool duration. A day is the UTC date the session started.
 
-    Answered from derived per-day figures in the user's cache directory (``rollups.py``; the
+    Answered from derived per-day figures in the user's cache directory (``rollups.py``, ``rollup_answers.py``; the
     same figures, percentiles included, as reading the tables, which ``use_index=False`` or
     ``CPL_DERIVED_INDEXES=off`` does)."""
     if group_by not in GROUP_BY_CHOICES:
@@ -59,8 +60,8 @@ def usage_summary(
                 conn,
                 database_identity(client),
                 REFRESH_BUDGET_S,
-                lambda f: f.usage(
-                    str(group_by), start, end, filter_values(agent_type), filter_values(model)
+                lambda f: rollup_answers.usage(
+                    f, str(group_by), start, end, filter_values(agent_type), filter_values(model)
                 ),
             )
         if rows is not None:
@@ -190,7 +191,7 @@ def tool_usage(
                 return []
             found: list[ToolUsageRow] | None = with_figures(
                 conn, database_identity(client), REFRESH_BUDGET_S,
-                lambda f: f.tool_usage(start, end),
+                lambda f: rollup_answers.tool_usage(f, start, end),
             )  # fmt: skip
         if found is not None:
             return found
