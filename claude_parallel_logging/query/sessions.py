@@ -125,6 +125,9 @@ def costliest_sessions(
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
     clauses, params = filter_clauses("s", agent_type, None, model, since, until)
+    # ``+``: the filters use no index, so the planner walks (cost_usd, started_at, id) from the
+    # top and stops at ``limit`` instead of sorting every session of the period
+    clauses = [f"+{c}" for c in clauses]
     clauses.append("s.cost_usd IS NOT NULL")
     sql = (
         f"SELECT {session_cols('s')} FROM sessions s WHERE {' AND '.join(clauses)}"
