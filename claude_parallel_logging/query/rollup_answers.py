@@ -73,17 +73,17 @@ def usage(
         ):
             _add(sums, row[0], row[1:])
             loose_keys.add(row[0])
+        # tool executions carry their session's columns: no join (the planner would scan tm)
+        t_where, t_key = where.replace("s.", "t."), f"t.{c_key}"
         for row in fig.db.execute(
-            f"SELECT {s_key}, COUNT(*), SUM(t.status = 'running'), SUM(t.status = 'error')"
-            " FROM sm s JOIN tm t ON t.session_id = s.id"
-            f" WHERE {where} GROUP BY {s_key}",
+            f"SELECT {t_key}, COUNT(*), SUM(t.status = 'running'), SUM(t.status = 'error')"
+            f" FROM tm t WHERE {t_where} GROUP BY {t_key}",
             params,
         ):
             _add(sums, row[0], (0,) * 9 + tuple(row[1:]))
         for kind, sql in (
-            (TOOL_HIST, f"SELECT {s_key}, t.bucket, COUNT(*) FROM sm s JOIN tm t"
-                        f" ON t.session_id = s.id WHERE {where} AND t.bucket IS NOT NULL"
-                        f" GROUP BY {s_key}, t.bucket"),
+            (TOOL_HIST, f"SELECT {t_key}, t.bucket, COUNT(*) FROM tm t WHERE {t_where}"
+                        f" AND t.bucket IS NOT NULL GROUP BY {t_key}, t.bucket"),
             (WALL_HIST, f"SELECT {s_key}, s.wall_b, COUNT(*) FROM sm s WHERE {where}"
                         f" AND s.wall_b IS NOT NULL GROUP BY {s_key}, s.wall_b"),
             (AGENT_HIST, f"SELECT {s_key}, s.agent_b, COUNT(*) FROM sm s WHERE {where}"
@@ -255,16 +255,16 @@ def tool_usage(fig: Figures, since: str | None, until: str | None) -> list[ToolU
             for _, name, b, n in _hist(fig, (TOOL_NAME_HIST,), "g1", blocks(*span), "", ()):
                 _hist_add(hist, name, b, n)
     for part, pparams in period.loose_parts():
+        t_part = part.replace("s.", "t.")
         for name, calls, errors, running in fig.db.execute(
             "SELECT t.tool_name, COUNT(*), SUM(t.status = 'error'), SUM(t.status = 'running')"
-            f" FROM sm s JOIN tm t ON t.session_id = s.id WHERE {part} GROUP BY t.tool_name",
+            f" FROM tm t WHERE {t_part} GROUP BY t.tool_name",
             pparams,
         ):
             _add(counts, name, (calls, errors, running))
         for name, b, n in fig.db.execute(
-            "SELECT t.tool_name, t.bucket, COUNT(*) FROM sm s JOIN tm t"
-            f" ON t.session_id = s.id WHERE {part} AND t.bucket IS NOT NULL"
-            " GROUP BY t.tool_name, t.bucket",
+            "SELECT t.tool_name, t.bucket, COUNT(*) FROM tm t"
+            f" WHERE {t_part} AND t.bucket IS NOT NULL GROUP BY t.tool_name, t.bucket",
             pparams,
         ):
             _hist_add(hist, name, int(b), int(n))
@@ -338,9 +338,9 @@ class _Period:
         lo = None if d1 is None else d1 + MIDNIGHT
         hi = None if d2 is None else day_after(d2) + MIDNIGHT
         parts: list[tuple[str, tuple[Any, ...]]] = []
-        if self.since is not None and lo is not None:
+        if self.since is not None and lo is not None and self.since < lo:
             parts.append(("s.started_at >= ? AND s.started_at < ?", (self.since, lo)))
-        if self.until is not None and hi is not None:
+        if self.until is not None and hi is not None and hi < self.until:
             parts.append(("s.started_at >= ? AND s.started_at < ?", (hi, self.until)))
         middle: list[str] = ["s.canon = 0"]
         bounds: list[Any] = []

@@ -46,7 +46,7 @@ from .derived import (
 from .sql import NANO
 from .times import duration_ms
 
-FIGURES_VERSION = 2
+FIGURES_VERSION = 3
 LEVELS = 7  # blocks of 1, 2, 4, ... 64 days
 GAMMA = 1.05
 _LOG_GAMMA = math.log(GAMMA)
@@ -66,9 +66,11 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS sm_started ON sm(started_at)",
     "CREATE INDEX IF NOT EXISTS sm_loose ON sm(canon, started_at)",
     "CREATE INDEX IF NOT EXISTS sm_open ON sm(open) WHERE open = 1",
-    # a percentile reads one bucket of one group: (group column, bucket) finds it directly
+    # a percentile reads one bucket of one group: (group column, bucket) finds it, and the
+    # index alone holds what is filtered and read
     *(
-        f"CREATE INDEX IF NOT EXISTS sm_{col}_{b} ON sm({col}, {b})"
+        f"CREATE INDEX IF NOT EXISTS sm_{col}_{b} ON sm({col}, {b}, started_at, canon,"
+        f" agent_type, model, {b.split('_')[0]})"
         for col in ("day", "agent_type", "model")
         for b in ("wall_b", "agent_b")
     ),
@@ -77,8 +79,11 @@ _SCHEMA = (
     " canon INTEGER NOT NULL, agent_type TEXT, model TEXT, tool_name TEXT, status TEXT,"
     " duration REAL, bucket INTEGER)",
     "CREATE INDEX IF NOT EXISTS tm_session ON tm(session_id)",
+    "CREATE INDEX IF NOT EXISTS tm_started ON tm(started_at)",
+    "CREATE INDEX IF NOT EXISTS tm_loose ON tm(canon, started_at)",
     *(
-        f"CREATE INDEX IF NOT EXISTS tm_{col} ON tm({col}, bucket)"
+        f"CREATE INDEX IF NOT EXISTS tm_{col} ON tm({col}, bucket, started_at, canon, agent_type,"
+        " model, duration)"
         for col in ("day", "agent_type", "model", "tool_name")
     ),
     "CREATE TABLE IF NOT EXISTS c (day TEXT, agent_type TEXT, model TEXT,"
