@@ -1,8 +1,8 @@
 """Reads at scale (issue 15): the query API on realistic databases of 1k, 10k and 100k sessions
 (``scale_data.py``; ~61 MB per 1,000 sessions), with the growth factor per 10x data.
 
-* ``scale.list_first.N`` / ``scale.list_deep.N``: ``list_sessions`` (50 rows), the first page and
-  a page 90 % deep (its cursor); target < 20 ms;
+* ``scale.list_first.N`` / ``scale.list_near.N`` / ``scale.list_deep.N``: ``list_sessions``
+  (50 rows), the first page and the pages 10 % and 90 % deep (their cursors); < 20 ms;
 * ``scale.get_session.N``: a whole session (~20 messages, ~6 tools); target < 10 ms;
 * ``scale.usage_<grouping>.N``: ``usage_summary`` over 90 days; target < 100 ms;
 * ``scale.search_<rare|common|absent>.N``: ``search_sessions`` (20 hits) for a word in 0.1 % of
@@ -35,7 +35,7 @@ from typing import Any
 import scale_data
 from common import TINY, Result, summarize
 
-TARGETS_MS = {"list_first": 20.0, "list_deep": 20.0, "get_session": 10.0, "usage": 100.0,
+TARGETS_MS = {"list_first": 20.0, "list_deep": 20.0, "list_near": 20.0, "get_session": 10.0, "usage": 100.0,
               "search": 100.0, "ui": 300.0}  # fmt: skip
 SCALE_SIZES = (1_000, 10_000, 100_000)
 
@@ -106,19 +106,23 @@ def measure(n: int, reps: int) -> dict[str, tuple[list[float], dict[str, Any]]]:
     from claude_parallel_logging.query.cursor import PageQuery, encode_cursor
     path, extra = _prepare(n)
     conn = turso.connect(str(path))
-    at, sid = conn.execute(
-        "SELECT started_at, id FROM sessions ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?",
-        (int(n * 0.9),),
-    ).fetchone()
+    cursors = {}
+    for name, depth in (("list_deep", 0.9), ("list_near", 0.1)):
+        at, sid = conn.execute(
+            "SELECT started_at, id FROM sessions ORDER BY started_at DESC, id DESC"
+            " LIMIT 1 OFFSET ?",
+            (int(n * depth),),
+        ).fetchone()
+        cursors[name] = encode_cursor(at, sid, PageQuery())
     ids = [r[0] for r in conn.execute("SELECT id FROM sessions LIMIT 200").fetchall()]
     conn.close()
-    deep = encode_cursor(at, sid, PageQuery())
     since = scale_data.iso(scale_data.END - timedelta(days=90))
     client = client_for(path)
     rng = random.Random(1)
     ops: dict[str, Any] = {
         "list_first": lambda: list_sessions(50, client=client),
-        "list_deep": lambda: list_sessions(50, cursor=deep, client=client),
+        "list_deep": lambda: list_sessions(50, cursor=cursors["list_deep"], client=client),
+        "list_near": lambda: list_sessions(50, cursor=cursors["list_near"], client=client),
         "get_session": lambda: get_session(rng.choice(ids), client=client),
         "usage_agent_type": lambda: usage_summary("agent_type", since, client=client),
         "usage_model": lambda: usage_summary("model", since, client=client),

@@ -74,8 +74,8 @@ def filter_clauses(
         if len(vals) == 1:  # ``=`` lets the (column, started_at, id) index give the order
             clauses.append(f"{alias}.{col} = ?")
             params.extend(vals)
-        elif vals:
-            clauses.append(f"{alias}.{col} IN ({', '.join('?' for _ in vals)})")
+        elif vals:  # ``+``: several values cannot keep the order; walk (started_at, id) instead
+            clauses.append(f"+{alias}.{col} IN ({', '.join('?' for _ in vals)})")
             params.extend(vals)
     if since is not None:
         clauses.append(f"{alias}.started_at >= ?")
