@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -173,7 +174,16 @@ def _viewer(client: Any) -> Iterator[str]:
 
 
 def run(quick: bool, sizes: tuple[int, ...] | None = None) -> list[Result]:
+    if TINY:  # the smoke test: nothing cached in the repository
+        with tempfile.TemporaryDirectory(prefix="cpl-bench-scale-") as tmp:
+            scale_data.CACHE_DIR = Path(tmp)
+            os.environ["CPL_CACHE_DIR"] = str(Path(tmp) / "cache")
+            return _run(quick, sizes)
     os.environ.setdefault("CPL_CACHE_DIR", str(scale_data.CACHE_DIR / "cache"))
+    return _run(quick, sizes)
+
+
+def _run(quick: bool, sizes: tuple[int, ...] | None) -> list[Result]:
     sizes = sizes or ((200,) if TINY else (1_000,))
     reps = 3 if TINY else 5 if quick else 7
     medians: dict[tuple[str, int], float] = {}

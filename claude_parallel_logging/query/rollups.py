@@ -27,7 +27,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -52,6 +52,7 @@ GAMMA = 1.05
 _LOG_GAMMA = math.log(GAMMA)
 _BUCKET_OFFSET = 3000  # buckets of values down to GAMMA ** -3000 stay positive
 BUILD_CHUNK = 500  # sessions re-read per step
+SLICE_S = 0.5  # ``rebuild_figures``: how long the database is held at a time
 _CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 MIDNIGHT = "T00:00:00.000Z"
 TOOL_HIST, WALL_HIST, AGENT_HIST, TOOL_NAME_HIST = 0, 1, 2, 3
@@ -506,15 +507,21 @@ def figures_state(identity: str) -> FiguresState:
 
 
 def rebuild_figures(
-    conn: Any, identity: str, progress: Callable[[int], None] | None = None
+    open_main: Callable[[], AbstractContextManager[Any]],
+    identity: str,
+    progress: Callable[[int], None] | None = None,
 ) -> FiguresState:
+    """Build the rollups again, opening the database (``open_main``) for one slice of the work
+    (``SLICE_S``) at a time, so that loggers of a local file get its lock in between."""
     path = rollups_path(identity)
     remove_index(path)
     figures = Figures(path)
     try:
-        if conn is not None:
-            figures.refresh(conn, None, progress)
-        return figures.state()
+        for _ in range(100_000_000):
+            with open_main() as conn:
+                if conn is None or figures.refresh(conn, SLICE_S, progress):
+                    return figures.state()
+        raise RuntimeError("usage rollups: too many slices")  # unreachable in practice
     finally:
         figures.close()
 

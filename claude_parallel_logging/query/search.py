@@ -36,7 +36,10 @@ from .sql import KEYSET_BEFORE, LIKE, Filter, filter_clauses, like_escape, sessi
 from .times import TimeLike
 
 SNIPPET_CONTEXT = 60
-REFRESH_BUDGET_S = 2.0  # indexing per search while catching up; the rest is scanned meanwhile
+# Indexing per search while catching up (the rest is scanned meanwhile): a read holds a local
+# file's lock, so loggers wait that long; ``cpl reindex`` builds all of it in slices.
+REFRESH_BUDGET_S = 0.5
+SLICE_S = 0.5
 _warn = RateLimitedWarning()
 
 
@@ -269,17 +272,21 @@ def rebuild_search_index(
     client: TursoClient | None = None, progress: Callable[[int], None] | None = None
 ) -> IndexState:
     """Build the search index again from the tables (``cpl reindex``); ``progress`` gets the
-    number of documents indexed so far."""
+    number of documents indexed so far. The database is opened for one slice of the work at a
+    time (``SLICE_S``), so that loggers of a local file get its lock in between."""
     path = index_path(database_identity(client))
-    with reading(client) as conn:
-        remove_index(path)
-        index = SearchIndex(path)
-        try:
-            if conn is not None:
-                index.refresh(conn, None, progress)
-            return index.state(conn)
-        finally:
-            index.close()
+    remove_index(path)
+    index = SearchIndex(path)
+    try:
+        for _ in range(100_000_000):
+            with reading(client) as conn:
+                if conn is None:
+                    return index.state(None)
+                if index.refresh(conn, SLICE_S, progress):
+                    return index.state(conn)
+        raise RuntimeError("search index: too many slices")  # unreachable in practice
+    finally:
+        index.close()
 
 
 def _indexed(

@@ -48,7 +48,7 @@ from .derived import (
 
 INDEX_VERSION = 1
 DOC_BITS = 20  # documents per ordinal; a session with more takes another ordinal
-CHUNK = 5000  # rows read from the database per step
+CHUNK = 1000  # rows of each table per step (a step is one transaction of the index)
 MIN_NEEDLE = 3  # trigram: shorter needles cannot use the index
 
 # (table, kind, columns: (name, is_json)) of every searchable text, as ``search.py`` matches it.

@@ -15,7 +15,9 @@ from .rollups import FiguresState, figures_state, rebuild_figures, with_figures
 from .sql import NANO, RESULT_ROLE, Filter, filter_clauses, filter_values
 from .times import TimeLike, duration_ms, parse_time
 
-REFRESH_BUDGET_S = 2.0  # building the figures per call; meanwhile the tables answer
+# Building the rollups per call while they are incomplete (meanwhile the tables answer): a
+# read holds a local file's lock, so loggers wait that long; ``cpl reindex`` builds in slices.
+REFRESH_BUDGET_S = 0.5
 
 GroupBy = Literal["agent_type", "model", "day"]
 GROUP_BY_CHOICES: tuple[str, ...] = ("agent_type", "model", "day")
@@ -247,5 +249,4 @@ def rebuild_usage_rollups(
 ) -> FiguresState:
     """Build the usage rollups again from the tables (``cpl reindex``); ``progress`` gets the
     number of sessions done so far."""
-    with reading(client) as conn:
-        return rebuild_figures(conn, database_identity(client), progress)
+    return rebuild_figures(lambda: reading(client), database_identity(client), progress)

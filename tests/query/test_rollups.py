@@ -15,13 +15,12 @@ import pytest
 import turso
 
 import claude_parallel_logging as cpl
-from claude_parallel_logging.query import tool_usage, usage_summary
+from claude_parallel_logging.query import rebuild_usage_rollups, tool_usage, usage_summary
 from claude_parallel_logging.query.rollups import (
     GAMMA,
     bucket,
     figures_state,
     full_days,
-    rebuild_figures,
     rollups_path,
 )
 from tests.populate import BASE_TIME, SPAN_DAYS, local_client, populated_database
@@ -152,15 +151,14 @@ def test_a_damaged_rollup_file_is_rebuilt_and_the_tables_answer(populated) -> No
     assert figures_state(os.path.realpath(data.path)).built
 
 
-def test_rebuild(populated) -> None:  # type: ignore[no-untyped-def]
+def test_rebuild(populated, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     data, client = populated
-    conn = turso.connect(str(data.path))
-    try:
-        seen: list[int] = []
-        state = rebuild_figures(conn, os.path.realpath(data.path), seen.append)
-    finally:
-        conn.close()
+    monkeypatch.setattr("claude_parallel_logging.query.rollups.BUILD_CHUNK", 7)
+    monkeypatch.setattr("claude_parallel_logging.query.rollups.SLICE_S", 0.0)  # many slices
+    seen: list[int] = []
+    state = rebuild_usage_rollups(client, seen.append)
     assert state.built and state.sessions == len(data.sessions) and seen[-1] == state.sessions
+    assert len(seen) > 5  # built in slices, the database opened for each
     assert _same(client, random.Random(4), 5)
 
 
