@@ -14,6 +14,9 @@ from typing import Any
 # A finished session's rows are re-read this long after it was seen finished (or after its
 # ``ended_at``): updates that arrive late (a reconcile after the turn went idle) are caught.
 GRACE_SECONDS = 900.0
+# A running session with a tool started less than this long ago is not quiet (the tool's end
+# updates its row); a tool "running" for longer was most likely left so by a dead process.
+TOOL_GRACE_SECONDS = 6 * 3600.0
 
 
 def cache_dir() -> Path:
@@ -79,3 +82,58 @@ def first_session(main: Any) -> str | None:
     a table emptied and refilled) has another, and its rowids mean other rows."""
     row = main.execute("SELECT rowid, id FROM sessions ORDER BY rowid LIMIT 1").fetchone()
     return None if row is None else f"{row[0]}:{row[1]}"
+
+
+def _epoch(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def quiet_sessions(main: Any, ids: Sequence[str], now: float) -> set[str]:
+    """Of these running sessions, those that wrote nothing (no message, no tool started or
+    ended) for ``GRACE_SECONDS`` and have no tool running for less than
+    ``TOOL_GRACE_SECONDS``: left running by a process that died, most likely. Their rows are no
+    longer re-read (new rows, or the session ending, wake them)."""
+    out: set[str] = set()
+    for part in chunks(list(ids)):
+        marks = ", ".join("?" for _ in part)
+        last: dict[str, float] = {}
+        busy: set[str] = set()
+
+        def seen(sid: Any, *times: Any, last: dict[str, float] = last) -> None:
+            for t in times:
+                at = _epoch(t)
+                if at is not None and at > last.get(str(sid), float("-inf")):
+                    last[str(sid)] = at
+
+        for sid, started in main.execute(
+            f"SELECT id, started_at FROM sessions WHERE id IN ({marks})", tuple(part)
+        ).fetchall():
+            seen(sid, started)
+        for sid, created in main.execute(
+            f"SELECT session_id, MAX(created_at) FROM messages WHERE session_id IN ({marks})"
+            " GROUP BY session_id",
+            tuple(part),
+        ).fetchall():
+            seen(sid, created)
+        for sid, started, ended, running_since in main.execute(
+            "SELECT session_id, MAX(started_at), MAX(ended_at),"
+            " MAX(CASE WHEN status = 'running' THEN started_at END)"
+            f" FROM tool_executions WHERE session_id IN ({marks}) GROUP BY session_id",
+            tuple(part),
+        ).fetchall():
+            seen(sid, started, ended)
+            since = _epoch(running_since)
+            if since is not None and now - since < TOOL_GRACE_SECONDS:
+                busy.add(str(sid))
+        out.update(
+            sid
+            for sid in part
+            if sid not in busy and sid in last and now - last[sid] >= GRACE_SECONDS
+        )
+    return out

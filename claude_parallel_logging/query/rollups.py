@@ -40,13 +40,14 @@ from .derived import (
     derived_path,
     file_size,
     first_session,
+    quiet_sessions,
     recent,
     remove_index,
 )
 from .sql import NANO
 from .times import duration_ms
 
-FIGURES_VERSION = 3
+FIGURES_VERSION = 4
 LEVELS = 7  # blocks of 1, 2, 4, ... 64 days
 GAMMA = 1.05
 _LOG_GAMMA = math.log(GAMMA)
@@ -63,7 +64,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sm (id TEXT PRIMARY KEY, started_at TEXT, day TEXT,"
     " canon INTEGER NOT NULL, agent_type TEXT, model TEXT, status TEXT, itok INTEGER,"
     " otok INTEGER, cread INTEGER, ccreate INTEGER, cost_nano INTEGER, wall REAL,"
-    " wall_b INTEGER, agent REAL, agent_b INTEGER, open INTEGER NOT NULL, finished_seen REAL)",
+    " wall_b INTEGER, agent REAL, agent_b INTEGER, open INTEGER NOT NULL, finished_seen REAL,"
+    " active_at REAL)",
     "CREATE INDEX IF NOT EXISTS sm_started ON sm(started_at)",
     "CREATE INDEX IF NOT EXISTS sm_loose ON sm(canon, started_at)",
     "CREATE INDEX IF NOT EXISTS sm_open ON sm(open) WHERE open = 1",
@@ -107,7 +109,7 @@ C_COLS = ("sessions", "completed", "errors", "running", "itok", "otok", "cread",
            "cost_nano", "tools", "tools_running", "tool_errors")  # fmt: skip
 _SM_COLS = ("id", "started_at", "day", "canon", "agent_type", "model", "status", "itok", "otok",
             "cread", "ccreate", "cost_nano", "wall", "wall_b", "agent", "agent_b", "open",
-            "finished_seen")  # fmt: skip
+            "finished_seen", "active_at")  # fmt: skip
 
 
 class FiguresUnavailable(Exception):
@@ -147,6 +149,27 @@ def blocks(first: str, last: str) -> list[tuple[int, int]]:
         out.append((level, a >> level))
         a += 1 << level
     return out
+
+
+def _state(
+    status: Any, ended: Any, old: Sequence[Any] | None, now: float, active: bool, quiet: bool
+) -> tuple[int, float | None, float | None]:
+    """(open, finished_seen, active_at): whether a session's rows are still re-read. Running:
+    yes, unless it went quiet (see ``quiet_sessions``); finished: for ``GRACE_SECONDS`` after
+    it was first seen finished (or after its end)."""
+    if status == "running":
+        last = None if old is None else old[18]
+        if quiet:
+            return 0, None, last
+        if active or last is None or now - float(last) >= GRACE_SECONDS:
+            return 1, None, now
+        return 1, None, float(last)
+    if old is None:
+        seen = now if recent(ended, now) else None
+    else:
+        seen = old[17] if old[17] is not None else (now if old[16] else None)
+    is_open = recent(ended, now) or (seen is not None and now - float(seen) < GRACE_SECONDS)
+    return int(is_open), seen if is_open else None, None
 
 
 def rollups_path(identity: str) -> Path:
@@ -285,7 +308,7 @@ class Figures:
                 ).fetchall()
                 with self.transaction():
                     if rows:
-                        self._resync(main, [str(r[1]) for r in rows])
+                        self._resync(main, [str(r[1]) for r in rows], set())
                         self._set_meta("cursor", int(rows[-1][0]))
                     else:
                         self._set_meta("built", 1)
@@ -307,12 +330,22 @@ class Figures:
                     touched[str(sid)] = None
                     top = max(top, int(rowid))
                 self._set_meta(f"mark_{table}", top)
-            for (sid,) in self.db.execute("SELECT id FROM sm WHERE open = 1").fetchall():
-                touched[str(sid)] = None
-            for (sid,) in main.execute("SELECT id FROM sessions WHERE status = 'running'"):
-                touched[str(sid)] = None
-            for part in chunks(list(touched), BUILD_CHUNK):
-                self._resync(main, part)
+            opened = {str(sid) for (sid,) in self.db.execute("SELECT id FROM sm WHERE open = 1")}
+            quiet = {
+                str(sid)
+                for (sid,) in self.db.execute(
+                    "SELECT id FROM sm WHERE open = 0 AND status = 'running'"
+                )
+            }
+            running = {
+                str(sid)
+                for (sid,) in main.execute("SELECT id FROM sessions WHERE status = 'running'")
+            }
+            # new rows, open sessions, quiet ones that ended, finished ones running again
+            check = dict.fromkeys([*touched, *opened, *(quiet - running),
+                                   *(running - opened - quiet)])  # fmt: skip
+            for part in chunks(list(check), BUILD_CHUNK):
+                self._resync(main, part, set(touched))
         return True
 
     def _same_database(self, main: Any) -> bool:
@@ -327,7 +360,7 @@ class Figures:
                 return False
         return True
 
-    def _resync(self, main: Any, ids: Sequence[str]) -> None:
+    def _resync(self, main: Any, ids: Sequence[str], touched: set[str]) -> None:
         """Read these sessions' figures again and move their contributions to what they are."""
         now = time.time()
         marks = ", ".join("?" for _ in ids)
@@ -361,28 +394,59 @@ class Figures:
                 tuple(need_fill),
             ).fetchall():
                 fills[str(sid)] = (itok, otok)
+        olds: dict[str, Any] = {}
+        old_tools: dict[str, list[tuple[Any, ...]]] = {}
         for sid in ids:
             old = self.db.execute(
                 f"SELECT {', '.join(_SM_COLS)} FROM sm WHERE id = ?", (sid,)
             ).fetchone()
             if old is not None:
-                old_tools = self.db.execute(
+                olds[sid] = old
+                old_tools[sid] = self.db.execute(
                     "SELECT tool_name, status, duration, bucket FROM tm WHERE session_id = ?",
                     (sid,),
                 ).fetchall()
-                self._contribute(-1, old, old_tools)
+        stale = [
+            sid for sid in ids
+            if sid in sessions and sessions[sid][4] == "running"
+            and (sid not in olds or sid not in touched)
+            and (sid not in olds or olds[sid][18] is None or now - olds[sid][18] >= GRACE_SECONDS)
+        ]  # fmt: skip
+        quiet = quiet_sessions(main, stale, now) if stale else set()
+        for sid in ids:
+            old = olds.get(sid)
+            r = sessions.get(sid)
+            if r is None:  # no session row (yet): its rows count nowhere, as in the tables
+                if old is not None:
+                    self._contribute(-1, old, old_tools[sid])
+                    self.db.execute("DELETE FROM sm WHERE id = ?", (sid,))
+                    self.db.execute("DELETE FROM tm WHERE session_id = ?", (sid,))
+                continue
+            figures = self._figures(r, fills.get(sid, (None, None)))
+            new_tools = sorted(tools.get(sid, []), key=repr)
+            changed = (
+                old is None
+                or tuple(old[:16]) != figures
+                or sorted(map(tuple, old_tools[sid]), key=repr) != new_tools
+            )
+            active = old is not None and (sid in touched or changed)
+            state = _state(r[4], r[5], old, now, active, sid in quiet)
+            if not changed:
+                self.db.execute(
+                    "UPDATE sm SET open = ?, finished_seen = ?, active_at = ? WHERE id = ?",
+                    (*state, sid),
+                )
+                continue
+            if old is not None:
+                self._contribute(-1, old, old_tools[sid])
                 self.db.execute("DELETE FROM sm WHERE id = ?", (sid,))
                 self.db.execute("DELETE FROM tm WHERE session_id = ?", (sid,))
-            r = sessions.get(sid)
-            if r is None:
-                continue  # no session row (yet): its rows count nowhere, as in the tables
-            new = self._session_row(r, fills.get(sid, (None, None)), old, now)
+            new = (*figures, *state)
             self.db.execute(
                 f"INSERT INTO sm ({', '.join(_SM_COLS)})"
                 f" VALUES ({', '.join('?' for _ in _SM_COLS)})",
                 new,
             )
-            new_tools = tools.get(sid, [])
             self.db.executemany(
                 "INSERT INTO tm (session_id, started_at, day, canon, agent_type, model, tool_name,"
                 " status, duration, bucket) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -391,9 +455,8 @@ class Figures:
             self._contribute(1, new, new_tools)
 
     @staticmethod
-    def _session_row(
-        r: Sequence[Any], fill: tuple[Any, Any], old: Sequence[Any] | None, now: float
-    ) -> tuple[Any, ...]:
+    def _figures(r: Sequence[Any], fill: tuple[Any, Any]) -> tuple[Any, ...]:
+        """A session row's figures (``sm``'s columns up to ``agent_b``)."""
         sid, started, agent_type, model, status, ended = r[:6]
         started_text = started if isinstance(started, str) else str(started)
         itok = r[6] if r[6] is not None else fill[0]
@@ -403,20 +466,11 @@ class Figures:
             w = duration_ms(started, ended)
             wall = None if w is None else float(w)
             agent = None if r[11] is None else float(r[11])
-        if status == "running":
-            is_open, seen = True, None
-        else:
-            if old is None:
-                seen = now if recent(ended, now) else None
-            else:
-                seen = old[17] if old[17] is not None else (now if old[16] else None)
-            is_open = recent(ended, now) or (seen is not None and now - float(seen) < GRACE_SECONDS)
         return (
             str(sid), started_text, started_text[:10], int(_canonical(started_text)),
             agent_type, model, status, itok, otok, r[8], r[9], r[10],
             wall, None if wall is None else bucket(wall),
             agent, None if agent is None else bucket(agent),
-            int(is_open), seen if is_open else None,
         )  # fmt: skip
 
     def _contribute(self, sign: int, s: Sequence[Any], tools: Sequence[Sequence[Any]]) -> None:

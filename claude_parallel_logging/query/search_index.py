@@ -42,6 +42,7 @@ from .derived import (
     derived_path,
     file_size,
     first_session,
+    quiet_sessions,
     recent,
     remove_index,
 )
@@ -155,6 +156,10 @@ class SearchIndex:
         self.db.execute("PRAGMA synchronous=NORMAL")
         for statement in _SCHEMA:
             self.db.execute(statement)
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(sess)")}
+        for column in ("status TEXT", "active_at REAL"):  # added after version 1 first shipped
+            if column.split()[0] not in have:
+                self.db.execute(f"ALTER TABLE sess ADD COLUMN {column}")
         version = self._meta("version")
         if version is None:
             self._set_meta("version", INDEX_VERSION)
@@ -238,6 +243,8 @@ class SearchIndex:
             self._reset()
         deadline = None if budget_s is None else time.monotonic() + budget_s
         caught_up = False
+        self._active: set[str] = set()  # sessions that got a document in this refresh
+        self._new: set[str] = set()  # ... seen for the first time (not activity: a first read)
         for _ in range(100_000_000):
             with self._transaction():
                 done = self._step(main)
@@ -308,8 +315,8 @@ class SearchIndex:
         for part in chunks(unique):
             marks = ", ".join("?" for _ in part)
             for ordinal, sid, is_open in self.db.execute(
-                f"SELECT MAX(ordinal), session_id, open FROM sess WHERE session_id IN ({marks})"
-                " GROUP BY session_id",
+                "SELECT MAX(ordinal), session_id, MAX(open OR status = 'running') FROM sess"
+                f" WHERE session_id IN ({marks}) GROUP BY session_id",
                 tuple(part),
             ).fetchall():
                 out[sid] = (int(ordinal), bool(is_open))
@@ -329,10 +336,12 @@ class SearchIndex:
         for sid in new:
             info = found.get(sid)
             is_open = info is None or info[1] == "running" or recent(info[2], now)
-            out[sid] = (self._new_ordinal(sid, info[0] if info else None, is_open), is_open)
+            ordinal = self._new_ordinal(sid, info[0] if info else None, is_open, info and info[1])
+            out[sid] = (ordinal, is_open)
+            self._new.add(sid)
         return out
 
-    def _new_ordinal(self, sid: str, started: str | None, is_open: bool) -> int:
+    def _new_ordinal(self, sid: str, started: str | None, is_open: bool, status: Any = None) -> int:
         last = self.db.execute(
             "SELECT ordinal, bound_start, bound_id FROM sess ORDER BY ordinal DESC LIMIT 1"
         ).fetchone()
@@ -342,8 +351,8 @@ class SearchIndex:
             bound = (started, sid)
         self.db.execute(
             "INSERT INTO sess (ordinal, session_id, started_at, bound_start, bound_id, open,"
-            " finished_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (ordinal, sid, started, *(bound or (None, None)), int(is_open), None),
+            " finished_seen, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ordinal, sid, started, *(bound or (None, None)), int(is_open), None, status),
         )
         return ordinal
 
@@ -351,6 +360,7 @@ class SearchIndex:
         self, kind: int, rowid: int, sid: str, doc: str, slots: dict[str, tuple[int, bool]]
     ) -> None:
         ordinal, is_open = slots[sid]
+        self._active.add(sid)
         if doc:
             ordinal = self._insert_doc(ordinal, sid, doc)
             slots[sid] = (ordinal, is_open)
@@ -379,18 +389,28 @@ class SearchIndex:
         return ordinal
 
     def _recheck_open(self, main: Any) -> None:
-        """Re-read the indexed rows of open sessions (and of sessions running again) and add a
-        document for each row whose texts changed; close sessions finished long enough."""
+        """Re-read the indexed rows of open sessions, of sessions that got rows or ended while
+        quiet, and of sessions running again; add a document for each row whose texts changed;
+        close sessions finished long enough, and running ones gone quiet."""
         now = time.time()
         opened = {
+            str(sid): at
+            for sid, at in self.db.execute(
+                "SELECT session_id, MAX(active_at) FROM sess WHERE open = 1 GROUP BY session_id"
+            )
+        }
+        quiet = {
             str(sid)
-            for (sid,) in self.db.execute("SELECT DISTINCT session_id FROM sess WHERE open = 1")
+            for (sid,) in self.db.execute(
+                "SELECT DISTINCT session_id FROM sess WHERE open = 0 AND status = 'running'"
+            )
         }
         running = {
             str(sid) for (sid,) in main.execute("SELECT id FROM sessions WHERE status = 'running'")
         }
-        reopened = sorted(sid for sid in running - opened if self._known(sid))
-        check = sorted(opened) + reopened
+        woken = (quiet - running) | {sid for sid in self._active if sid in quiet}
+        reopened = {sid for sid in running - set(opened) - quiet if self._known(sid)}
+        check = sorted(set(opened) | woken | reopened)
         if not check:
             return
         slots = {sid: self._slot(sid) for sid in check}
@@ -422,8 +442,16 @@ class SearchIndex:
                     doc = document(r[2:], cols)
                     if sigs.get(int(r[0])) != _digest(doc):
                         self._add(kind, int(r[0]), str(r[1]), doc, slots)
+        stale = [
+            sid
+            for sid in slots
+            if sid in info and info[sid][1] == "running"
+            and (sid not in self._active or sid in self._new)
+            and (opened.get(sid) is None or now - float(opened[sid]) >= GRACE_SECONDS)
+        ]  # fmt: skip
+        gone_quiet = quiet_sessions(main, stale, now) if stale else set()
         for sid in slots:
-            self._settle(sid, info.get(sid), now)
+            self._settle(sid, info.get(sid), now, sid in gone_quiet)
 
     def _known(self, sid: str) -> bool:
         return (
@@ -437,7 +465,9 @@ class SearchIndex:
         ).fetchone()
         return (int(row[0]) if row and row[0] is not None else 0, True)
 
-    def _settle(self, sid: str, info: tuple[str, str, Any] | None, now: float) -> None:
+    def _settle(
+        self, sid: str, info: tuple[str, str, Any] | None, now: float, gone_quiet: bool
+    ) -> None:
         """Record what the session is now: its start (raising later bounds), and whether its
         rows still need re-checking."""
         if info is None:
@@ -445,8 +475,8 @@ class SearchIndex:
             return
         started, status, ended = info
         self.db.execute(
-            "UPDATE sess SET started_at = ? WHERE session_id = ? AND started_at IS NOT ?",
-            (started, sid, started),
+            "UPDATE sess SET started_at = ?, status = ? WHERE session_id = ?",
+            (started, status, sid),
         )
         first = self.db.execute(
             "SELECT MIN(ordinal) FROM sess WHERE session_id = ?", (sid,)
@@ -457,9 +487,20 @@ class SearchIndex:
             (started, sid, first, started, started, sid),
         )
         if status == "running":
-            self.db.execute(
-                "UPDATE sess SET open = 1, finished_seen = NULL WHERE session_id = ?", (sid,)
-            )
+            if gone_quiet:
+                self._close(sid, keep_digests=True)
+            else:  # active now (or found busy): re-checked for another GRACE_SECONDS at least
+                active = now if sid in self._active and sid not in self._new else None
+                self.db.execute(
+                    "UPDATE sess SET open = 1, finished_seen = NULL,"
+                    " active_at = COALESCE(?, active_at, ?) WHERE session_id = ?",
+                    (active, now, sid),
+                )
+                if active is None:
+                    self.db.execute(
+                        "UPDATE sess SET active_at = ? WHERE session_id = ? AND active_at < ?",
+                        (now, sid, now - GRACE_SECONDS),
+                    )
             return
         seen = self.db.execute(
             "SELECT MIN(finished_seen) FROM sess WHERE session_id = ?", (sid,)
@@ -469,9 +510,15 @@ class SearchIndex:
                 "UPDATE sess SET open = 1, finished_seen = ? WHERE session_id = ?", (now, sid)
             )
         elif now - float(seen) > GRACE_SECONDS and not recent(ended, now):
-            self.db.execute(
-                "UPDATE sess SET open = 0, finished_seen = NULL WHERE session_id = ?", (sid,)
-            )
+            self._close(sid)
+
+    def _close(self, sid: str, keep_digests: bool = False) -> None:
+        """Stop re-reading a session's rows (finished long enough, or running but quiet: the
+        digests of a quiet one are kept, so that waking it adds only the rows that changed)."""
+        self.db.execute(
+            "UPDATE sess SET open = 0, finished_seen = NULL WHERE session_id = ?", (sid,)
+        )
+        if not keep_digests:
             self.db.execute("DELETE FROM rowsig WHERE session_id = ?", (sid,))
 
     # -- searching ----------------------------------------------------------------------------

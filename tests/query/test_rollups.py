@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -181,3 +182,32 @@ def test_whole_days_of_a_period() -> None:
     assert full_days("2026-09-01", None) is None  # not canonical: no cells used
     assert full_days(None, "2026-09-02T00:00:00.000Z") == (None, "2026-09-01")
 
+
+
+def test_sessions_left_running_are_not_reread_but_wake_up(populated) -> None:  # type: ignore[no-untyped-def]
+    data, client = populated
+    stale = [s for s in data.sessions if s.status == "running"]
+    assert stale
+    usage_summary("model", client=client)
+    path = rollups_path(os.path.realpath(data.path))
+    with sqlite3.connect(path) as db:
+        opened = {r[0] for r in db.execute("SELECT id FROM sm WHERE open = 1")}
+    assert not opened & {s.id for s in stale}
+    rng = random.Random(6)
+    conn = turso.connect(str(data.path))
+    try:  # one ends while quiet, outside the logger; a tool of another one ends
+        conn.execute(
+            "UPDATE sessions SET status = 'completed', ended_at = '2026-12-01T00:00:00.000Z',"
+            " cost_usd = 1.25 WHERE id = ?",
+            (stale[0].id,),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    _same(client, rng, 5)
+    lg = cpl.ConversationLogger(client)
+    last = stale[-1]
+    lg.start_session(cpl.SessionInfo(id=last.id, agent_type=last.agent_type, model=last.model))
+    lg.log_tool_execution("Read", "completed", input={"p": 1}, duration_ms=77)
+    assert client.flush(10)
+    _same(client, rng, 5)

@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import turso
 
 import claude_parallel_logging as cpl
 import claude_parallel_logging.query.search as search_module
@@ -185,3 +186,38 @@ def test_rebuild_gives_the_same_index_state(populated, monkeypatch: pytest.Monke
     assert rebuilt.lag_rows == 0
     with sqlite3.connect(rebuilt.path) as db:
         assert db.execute("SELECT COUNT(*) FROM sess").fetchone()[0] == len(data.sessions)
+
+
+def test_sessions_left_running_are_not_reread_but_wake_up(populated) -> None:  # type: ignore[no-untyped-def]
+    """A session left ``running`` by a process that died (nothing written for long) is not
+    re-read at every search; a new row, or its end, wakes it."""
+    data, client = populated
+    stale = [s for s in data.sessions if s.status == "running"]
+    assert stale  # the populated database has some (their times are days old)
+    word = _present(data.sessions)
+    _both(client, word)
+    path = index_path(os.path.realpath(data.path))
+    with sqlite3.connect(path) as db:
+        opened = {r[0] for r in db.execute("SELECT session_id FROM sess WHERE open = 1")}
+    assert not opened & {s.id for s in stale}
+    quiet = stale[0]
+    lg = cpl.ConversationLogger(client)
+    lg.start_session(cpl.SessionInfo(id=quiet.id, agent_type=quiet.agent_type, model=quiet.model))
+    mid = lg.log_message("assistant", "woken by Albatross-Row")
+    assert client.flush(10)
+    assert [h.id for h in _both(client, "albatross-row")] == [quiet.id]
+    lg.update_message(mid, content="rewritten to Cormorant-Row")  # re-read while active again
+    assert client.flush(10)
+    assert [h.id for h in _both(client, "cormorant-row")] == [quiet.id]
+    other = stale[-1]
+    conn = turso.connect(str(data.path))
+    try:  # ends while quiet, with an error, outside the logger
+        conn.execute(
+            "UPDATE sessions SET status = 'error', error_message = 'Gannet-Failure',"
+            " ended_at = '2026-12-01T00:00:00.000Z' WHERE id = ?",
+            (other.id,),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    assert [h.id for h in _both(client, "gannet-failure")] == [other.id]
