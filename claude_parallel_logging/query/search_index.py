@@ -13,8 +13,9 @@ same code as the plain scan, so the index only has to hold a superset of the tru
 * rows are never deleted from the contentless FTS table: a row updated later (a tool's output at
   its end, a session's error, a message rewritten) gets another document, and an outdated one
   can only propose a candidate the check then rejects. Updates are caught by re-reading the rows
-  of *open* sessions (running, or finished less than ``GRACE_SECONDS`` ago, or running again)
-  at each refresh and comparing a digest of their texts;
+  of *open* sessions (running, finished less than ``GRACE_SECONDS`` ago, or running again) at
+  each refresh and comparing a digest of their texts; a session left running by a process that
+  died (``derived.quiet_sessions``) is not re-read until a new row or its end wakes it;
 * documents of one session share a rowid slot (``ordinal << DOC_BITS``), and ``sess.bound_*``
   holds the greatest ``(started_at, id)`` of the sessions up to each ordinal, so the matches,
   walked by descending rowid, give sessions roughly newest first with a proven bound on what is
@@ -258,6 +259,7 @@ class SearchIndex:
         with self._transaction():
             self._recheck_open(main)
             self._set_meta("refreshed_at", time.time())
+            self._set_meta("backlog", 0 if caught_up else 1)
         return caught_up
 
     @contextmanager
@@ -408,6 +410,8 @@ class SearchIndex:
         running = {
             str(sid) for (sid,) in main.execute("SELECT id FROM sessions WHERE status = 'running'")
         }
+        if self._meta("backlog") != 0:  # rows read while catching up are no sign of activity
+            self._new |= self._active
         woken = (quiet - running) | {sid for sid in self._active if sid in quiet}
         reopened = {sid for sid in running - set(opened) - quiet if self._known(sid)}
         check = sorted(set(opened) | woken | reopened)
@@ -474,18 +478,20 @@ class SearchIndex:
             self.db.execute("UPDATE sess SET open = 1 WHERE session_id = ?", (sid,))
             return
         started, status, ended = info
+        first, known = self.db.execute(
+            "SELECT MIN(ordinal), MIN(started_at IS ?) FROM sess WHERE session_id = ?",
+            (started, sid),
+        ).fetchone()
         self.db.execute(
             "UPDATE sess SET started_at = ?, status = ? WHERE session_id = ?",
             (started, status, sid),
         )
-        first = self.db.execute(
-            "SELECT MIN(ordinal) FROM sess WHERE session_id = ?", (sid,)
-        ).fetchone()[0]
-        self.db.execute(
-            "UPDATE sess SET bound_start = ?, bound_id = ? WHERE ordinal >= ? AND"
-            " (bound_start IS NULL OR bound_start < ? OR (bound_start = ? AND bound_id < ?))",
-            (started, sid, first, started, started, sid),
-        )
+        if not known:  # a start learnt (or changed): later ordinals' bounds may rise
+            self.db.execute(
+                "UPDATE sess SET bound_start = ?, bound_id = ? WHERE ordinal >= ? AND"
+                " (bound_start IS NULL OR bound_start < ? OR (bound_start = ? AND bound_id < ?))",
+                (started, sid, first, started, started, sid),
+            )
         if status == "running":
             if gone_quiet:
                 self._close(sid, keep_digests=True)

@@ -186,6 +186,9 @@ def test_rebuild_gives_the_same_index_state(populated, monkeypatch: pytest.Monke
     assert rebuilt.lag_rows == 0
     with sqlite3.connect(rebuilt.path) as db:
         assert db.execute("SELECT COUNT(*) FROM sess").fetchone()[0] == len(data.sessions)
+        # rows read while catching up are not activity: sessions left running stay quiet
+        opened = {r[0] for r in db.execute("SELECT session_id FROM sess WHERE open = 1")}
+    assert not opened & {s.id for s in data.sessions if s.status == "running"}
 
 
 def test_sessions_left_running_are_not_reread_but_wake_up(populated) -> None:  # type: ignore[no-untyped-def]
