@@ -161,6 +161,9 @@ class SearchIndex:
         for column in ("status TEXT", "active_at REAL"):  # added after version 1 first shipped
             if column.split()[0] not in have:
                 self.db.execute(f"ALTER TABLE sess ADD COLUMN {column}")
+        self.db.execute(  # the quiet ones, found at every refresh without reading every session
+            "CREATE INDEX IF NOT EXISTS sess_running ON sess(session_id) WHERE status = 'running'"
+        )
         version = self._meta("version")
         if version is None:
             self._set_meta("version", INDEX_VERSION)
@@ -404,7 +407,8 @@ class SearchIndex:
         quiet = {
             str(sid)
             for (sid,) in self.db.execute(
-                "SELECT DISTINCT session_id FROM sess WHERE open = 0 AND status = 'running'"
+                "SELECT DISTINCT session_id FROM sess INDEXED BY sess_running"
+                " WHERE status = 'running' AND open = 0"
             )
         }
         running = {
