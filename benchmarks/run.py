@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--quick] [--json PATH] [--only NAME ...]
     ./dev bench [--quick]
+    ./dev bench --scale      reads at 1k, 10k and 100k realistic sessions (bench_scale.py)
 
 Every benchmark lives in ``benchmarks/bench_<name>.py`` with ``run(quick) -> list[Result]``.
 Medians and p99 are over repeated runs; ratios are measured side by side in this same process
@@ -28,7 +29,7 @@ from common import BENCH_DIR, TINY, Result, calibrate, ensure_package_importable
 
 BENCHMARKS = (
     "hot_path", "stream", "writer", "memory", "e2e", "session_store", "ui",
-    "startup", "cloud_read", "realistic_write",
+    "startup", "cloud_read", "realistic_write", "scale",
 )  # fmt: skip
 DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
 
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (~1-2 min)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
+    parser.add_argument("--scale", action="store_true",
+                        help="only the reads at scale, at 1k, 10k and 100k sessions (builds and"
+                        " caches ~6.7 GB of databases under benchmarks/results/scale/)")  # fmt: skip
     args = parser.parse_args(argv)
 
     _clean_environment()
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     speed_before = calibrate()
     started = time.monotonic()
     when = datetime.datetime.now(datetime.timezone.utc)
-    selected = args.only or list(BENCHMARKS)
+    selected = ["scale"] if args.scale else args.only or list(BENCHMARKS)
     results: list[Result] = []
     per_bench: dict[str, dict[str, Any]] = {}
     for name in selected:
@@ -110,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name} ...", file=sys.stderr, flush=True)
         try:
             module = importlib.import_module(f"bench_{name}")
-            rows: list[Result] = module.run(args.quick)
+            rows: list[Result] = (
+                module.run(args.quick, module.SCALE_SIZES) if args.scale else module.run(args.quick)
+            )
             error = None
         except Exception as exc:
             traceback.print_exc()

@@ -28,6 +28,7 @@ def _fresh_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
         ):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CPL_REPLICA_DIR", str(tmp_path / "replicas"))
+    monkeypatch.setenv("CPL_CACHE_DIR", str(tmp_path / "cache"))  # the search index
     cpl.reset_configuration()
     yield
     cpl.shutdown(5)

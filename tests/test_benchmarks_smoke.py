@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = (
     "hot_path", "stream", "writer", "memory", "e2e", "session_store", "ui",
-    "startup", "cloud_read", "realistic_write",
+    "startup", "cloud_read", "realistic_write", "scale",
 )  # fmt: skip
 
 pytestmark = pytest.mark.e2e  # runs the real CLI and tursodb
@@ -66,5 +66,7 @@ def test_benchmarks_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
         "writer.cloud",
         "memory.peak_growth",
         "e2e.query_logged",
+        "scale.search_rare.200",
+        "scale.usage_day.200",
     ):
         assert expected in names

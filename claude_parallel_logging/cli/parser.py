@@ -29,6 +29,10 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("ui", "browse the logs in a web browser (local, read-only)"),
     ("sync", "push what is pending to the remote"),
     ("doctor", "check configuration and database"),
+    (
+        "reindex",
+        "rebuild the search index and usage rollups (derived from the tables, in the user's cache dir)",
+    ),
 )
 
 

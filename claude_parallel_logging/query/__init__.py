@@ -6,7 +6,7 @@ replica pulled from the remote first, so it sees what every process has pushed, 
 Rows this process logged but has not yet flushed (or pushed) are not visible: ``flush()`` first.
 
 ``records`` (what is returned) · ``access`` (opening the database for reading) · ``times`` ·
-``cursor`` (pages) · ``sessions`` · ``search`` · ``usage`` · ``aio`` (the asyncio forms) ·
+``cursor`` (pages) · ``sessions`` · ``search`` (with ``search_index``, its derived index) · ``usage`` (with ``rollups`` and ``rollup_answers``) · ``aio`` (the asyncio forms) ·
 ``documents`` (the JSON documents ``cpl --json`` prints and the viewer's ``/api`` serves).
 
 Names are imported on first use (``_lazy``): ``cpl sessions`` does not load search, usage
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         ToolUsageRow,
         UsageRow,
     )
-    from .search import SNIPPET_CONTEXT, search_sessions
+    from .search import SNIPPET_CONTEXT, rebuild_search_index, search_index_state, search_sessions
     from .sessions import (
         MIN_PREFIX_LENGTH,
         costliest_sessions,
@@ -54,7 +54,14 @@ if TYPE_CHECKING:
         short_ids,
     )
     from .times import TimeLike, parse_time
-    from .usage import GROUP_BY_CHOICES, GroupBy, tool_usage, usage_summary
+    from .usage import (
+        GROUP_BY_CHOICES,
+        GroupBy,
+        rebuild_usage_rollups,
+        tool_usage,
+        usage_rollups_state,
+        usage_summary,
+    )
 
 __all__ = [
     "GROUP_BY_CHOICES",
@@ -96,8 +103,11 @@ __all__ = [
     "missing_file_message",
     "needs_snapshot",
     "parse_time",
+    "rebuild_search_index",
+    "rebuild_usage_rollups",
     "sdk_session_ids",
     "search_document",
+    "search_index_state",
     "search_sessions",
     "session_document",
     "sessions_document",
@@ -105,6 +115,7 @@ __all__ = [
     "snapshot",
     "stats_document",
     "tool_usage",
+    "usage_rollups_state",
     "usage_summary",
 ]
 
@@ -136,7 +147,7 @@ _EXPORTS = {
         "ToolUsageRow",
         "UsageRow",
     ),
-    ".search": ("SNIPPET_CONTEXT", "search_sessions"),
+    ".search": ("SNIPPET_CONTEXT", "rebuild_search_index", "search_index_state", "search_sessions"),
     ".sessions": (
         "MIN_PREFIX_LENGTH",
         "costliest_sessions",
@@ -148,7 +159,14 @@ _EXPORTS = {
         "short_ids",
     ),
     ".times": ("TimeLike", "parse_time"),
-    ".usage": ("GROUP_BY_CHOICES", "GroupBy", "tool_usage", "usage_summary"),
+    ".usage": (
+        "GROUP_BY_CHOICES",
+        "GroupBy",
+        "rebuild_usage_rollups",
+        "tool_usage",
+        "usage_rollups_state",
+        "usage_summary",
+    ),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -23,6 +23,7 @@ from ..storage.local import LocalStore
 __all__ = [
     "TursoClient",
     "check_readable",
+    "database_identity",
     "database_label",
     "local_file_exists",
     "missing_file_message",
@@ -50,6 +51,13 @@ def database_label(config: TursoConfig) -> str:
     if config.is_remote:
         return config.url.split("?", 1)[0]
     return config.local_path
+
+
+def database_identity(client: TursoClient | None) -> str:
+    """What the derived indexes of a database are keyed by: the file's real path, or the URL
+    without its query string."""
+    config = resolve(client).config
+    return database_label(config) if config.is_remote else os.path.realpath(config.local_path)
 
 
 @contextmanager

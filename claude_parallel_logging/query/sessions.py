@@ -15,6 +15,7 @@ from .access import TursoClient, reading
 from .cursor import encode_cursor, page_query
 from .records import MessageRecord, SessionDetail, SessionPage, SessionSummary, ToolExecutionRecord
 from .sql import (
+    KEYSET_BEFORE,
     LIKE,
     MESSAGE_COLS,
     RESULT_ROLE,
@@ -91,13 +92,9 @@ def list_sessions(
         clauses.append("s.cost_usd >= ?")
         params.append(query.min_cost)
     if after is not None:
-        clauses.append("(s.started_at < ? OR (s.started_at = ? AND s.id < ?))")
+        clauses.append(KEYSET_BEFORE)
         params.extend([after[0], after[0], after[1]])
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = (
-        f"SELECT {session_cols('s')} FROM sessions s {where}"
-        " ORDER BY s.started_at DESC, s.id DESC LIMIT ?"
-    )
+    sql = page_sql(clauses)
     with reading(client) as conn:
         if conn is None:
             return SessionPage()
@@ -108,6 +105,18 @@ def list_sessions(
         last = found[-1]
         next_cursor = encode_cursor(last.started_at, last.id, query)
     return SessionPage(found, next_cursor)
+
+
+def page_sql(clauses: Sequence[str]) -> str:
+    """A page of sessions newest first (``LIMIT ?``). The page's rowids come first, from the
+    (started_at, id) indexes alone: asked for every column at once, the planner takes the
+    started_at index and sorts every session before the cursor."""
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return (
+        f"SELECT {session_cols('s')} FROM sessions s WHERE s.rowid IN (SELECT s.rowid FROM"
+        f" sessions s {where} ORDER BY s.started_at DESC, s.id DESC LIMIT ?)"
+        " ORDER BY s.started_at DESC, s.id DESC"
+    )
 
 
 def costliest_sessions(
@@ -124,6 +133,9 @@ def costliest_sessions(
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
     clauses, params = filter_clauses("s", agent_type, None, model, since, until)
+    # ``+``: the filters use no index, so the planner walks (cost_usd, started_at, id) from the
+    # top and stops at ``limit`` instead of sorting every session of the period
+    clauses = [f"+{c}" for c in clauses]
     clauses.append("s.cost_usd IS NOT NULL")
     sql = (
         f"SELECT {session_cols('s')} FROM sessions s WHERE {' AND '.join(clauses)}"

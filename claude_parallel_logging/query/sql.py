@@ -71,8 +71,11 @@ def filter_clauses(
     params: list[Any] = []
     for col, value in (("agent_type", agent_type), ("status", status), ("model", model)):
         vals = filter_values(value)
-        if vals:
-            clauses.append(f"{alias}.{col} IN ({', '.join('?' for _ in vals)})")
+        if len(vals) == 1:  # ``=`` lets the (column, started_at, id) index give the order
+            clauses.append(f"{alias}.{col} = ?")
+            params.extend(vals)
+        elif vals:  # ``+``: several values cannot keep the order; walk (started_at, id) instead
+            clauses.append(f"+{alias}.{col} IN ({', '.join('?' for _ in vals)})")
             params.extend(vals)
     if since is not None:
         clauses.append(f"{alias}.started_at >= ?")
@@ -81,6 +84,11 @@ def filter_clauses(
         clauses.append(f"{alias}.started_at < ?")
         params.append(parse_time(until))
     return clauses, params
+
+
+# After ``(started_at, id)`` newest first. Said this way (not ``a < ? OR (a = ? AND b < ?)``)
+# the planner walks the (started_at, id) index from the bound instead of sorting the rest.
+KEYSET_BEFORE = "s.started_at <= ? AND (s.started_at < ? OR s.id < ?)"
 
 
 def _chunks(items: Sequence[str], size: int = 400) -> Iterator[Sequence[str]]:

@@ -4,13 +4,20 @@ rate and duration percentiles."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from .access import TursoClient, reading
+from . import rollup_answers
+from .access import TursoClient, database_identity, reading
+from .derived import disabled
 from .records import ToolUsageRow, UsageRow
-from .sql import NANO, RESULT_ROLE, Filter, filter_clauses
-from .times import TimeLike, duration_ms
+from .rollups import FiguresState, figures_state, rebuild_figures, with_figures
+from .sql import NANO, RESULT_ROLE, Filter, filter_clauses, filter_values
+from .times import TimeLike, duration_ms, parse_time
+
+# Building the rollups per call while they are incomplete (meanwhile the tables answer): a
+# read holds a local file's lock, so loggers wait that long; ``cpl reindex`` builds in slices.
+REFRESH_BUDGET_S = 0.5
 
 GroupBy = Literal["agent_type", "model", "day"]
 GROUP_BY_CHOICES: tuple[str, ...] = ("agent_type", "model", "day")
@@ -35,41 +42,65 @@ def usage_summary(
     agent_type: Filter = None,
     model: Filter = None,
     client: TursoClient | None = None,
+    use_index: bool = True,
 ) -> list[UsageRow]:
     """Per group (sorted by key): sessions, success rate, tokens, cost, tool error rate and
-    p50/p95 tool duration. A day is the UTC date the session started."""
+    p50/p95 tool duration. A day is the UTC date the session started.
+
+    Answered from derived per-day figures in the user's cache directory (``rollups.py``, ``rollup_answers.py``; the
+    same figures, percentiles included, as reading the tables, which ``use_index=False`` or
+    ``CPL_DERIVED_INDEXES=off`` does)."""
     if group_by not in GROUP_BY_CHOICES:
         raise ValueError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}, got {group_by!r}")
+    if use_index and not disabled():
+        start = None if since is None else parse_time(since)
+        end = None if until is None else parse_time(until)
+        with reading(client) as conn:
+            if conn is None:
+                return []
+            rows: list[UsageRow] | None = with_figures(
+                conn,
+                database_identity(client),
+                REFRESH_BUDGET_S,
+                lambda f: rollup_answers.usage(
+                    f, str(group_by), start, end, filter_values(agent_type), filter_values(model)
+                ),
+            )
+        if rows is not None:
+            return rows
     key = "substr(s.started_at, 1, 10)" if group_by == "day" else f"s.{group_by}"
     clauses, params = filter_clauses("s", agent_type, None, model, since, until)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
 
-    def msum(col: str) -> str:
-        return (
-            f"SUM(COALESCE(s.{col}, (SELECT SUM(m.{col}) FROM messages m"
-            f" WHERE m.session_id = s.id AND m.role <> '{RESULT_ROLE}')))"
-        )
-
+    # Token columns summed as stored; sessions that lack one take their messages' sum, in a
+    # second query over those sessions only (a per-session subquery would run for every one).
     session_sql = (
         f"SELECT {key} AS k, COUNT(*),"
         " SUM(CASE WHEN s.status = 'completed' THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN s.status = 'running' THEN 1 ELSE 0 END),"
-        f" {msum('input_tokens')}, {msum('output_tokens')},"
+        " SUM(s.input_tokens), SUM(s.output_tokens),"
         " SUM(s.cache_read_tokens), SUM(s.cache_creation_tokens),"
         f" SUM(CAST(ROUND(s.cost_usd * {NANO}) AS INTEGER))"
         f" FROM sessions s {where} GROUP BY k ORDER BY k"
     )
-    tool_sql = (
-        f"SELECT {key} AS k, COUNT(*),"
-        " SUM(CASE WHEN t.status = 'running' THEN 1 ELSE 0 END),"
-        " SUM(CASE WHEN t.status = 'error' THEN 1 ELSE 0 END)"
-        f" FROM tool_executions t JOIN sessions s ON s.id = t.session_id {where} GROUP BY k"
+    fill_where = " AND ".join(
+        [
+            *clauses,
+            "(s.input_tokens IS NULL OR s.output_tokens IS NULL)",
+            f"m.role <> '{RESULT_ROLE}'",
+        ]
     )
-    dur_where = " AND ".join([*clauses, "t.duration_ms IS NOT NULL"])
-    duration_sql = (
-        f"SELECT {key} AS k, t.duration_ms FROM tool_executions t"
-        f" JOIN sessions s ON s.id = t.session_id WHERE {dur_where}"
+    fill_sql = (
+        f"SELECT {key} AS k,"
+        " SUM(CASE WHEN s.input_tokens IS NULL THEN m.input_tokens END),"
+        " SUM(CASE WHEN s.output_tokens IS NULL THEN m.output_tokens END)"
+        f" FROM sessions s JOIN messages m ON m.session_id = s.id WHERE {fill_where} GROUP BY k"
+    )
+    # one pass over the tool index (session_id, status, duration_ms, tool_name): no tool text read
+    tool_sql = (
+        f"SELECT {key} AS k, t.status, t.duration_ms FROM sessions s"
+        f" JOIN tool_executions t ON t.session_id = s.id {where}"
     )
     span_sql = (
         f"SELECT {key} AS k, s.started_at, s.ended_at, s.duration_ms FROM sessions s"
@@ -79,15 +110,21 @@ def usage_summary(
         if conn is None:
             return []
         session_rows = conn.execute(session_sql, tuple(params)).fetchall()
-        tool_rows = {r[0]: r for r in conn.execute(tool_sql, tuple(params)).fetchall()}
+        fills = {r[0]: r for r in conn.execute(fill_sql, tuple(params)).fetchall()}
+        tool_rows: dict[Any, list[int]] = {}  # key -> [calls, running, errors]
         durations: dict[Any, list[float]] = {}
-        cur = conn.execute(duration_sql, tuple(params))
+        cur = conn.execute(tool_sql, tuple(params))
         for _ in range(100_000_000):
             chunk = cur.fetchmany(5000)
             if not chunk:
                 break
-            for k, ms in chunk:
-                durations.setdefault(k, []).append(float(ms))
+            for k, status, ms in chunk:
+                c = tool_rows.setdefault(k, [0, 0, 0])
+                c[0] += 1
+                c[1] += status == "running"
+                c[2] += status == "error"
+                if ms is not None:
+                    durations.setdefault(k, []).append(float(ms))
         walls: dict[Any, list[float]] = {}
         agents: dict[Any, list[float]] = {}
         cur = conn.execute(span_sql, tuple(params))
@@ -103,7 +140,10 @@ def usage_summary(
                     agents.setdefault(k, []).append(float(reported))
     out: list[UsageRow] = []
     for k, n, done, err, running, itok, otok, cread, ccreate, cost in session_rows:
-        _, tools, tools_running, tool_err = tool_rows.get(k, (k, 0, 0, 0))
+        tools, tools_running, tool_err = tool_rows.get(k, (0, 0, 0))
+        _, fill_in, fill_out = fills.get(k, (k, None, None))
+        itok = None if itok is None and fill_in is None else int(itok or 0) + int(fill_in or 0)
+        otok = None if otok is None and fill_out is None else int(otok or 0) + int(fill_out or 0)
         finished = int(n) - int(running or 0)
         tools_finished = int(tools) - int(tools_running or 0)
         ds = sorted(durations.get(k, []))
@@ -139,9 +179,24 @@ def tool_usage(
     agent_type: Filter = None,
     model: Filter = None,
     client: TursoClient | None = None,
+    use_index: bool = True,
 ) -> list[ToolUsageRow]:
     """Per tool name (most called first): calls, errors, error rate and p50/p95 duration, over
-    the tool executions of the sessions the filters select (as ``usage_summary`` selects them)."""
+    the tool executions of the sessions the filters select (as ``usage_summary`` selects them).
+    Without agent type or model filters, answered from the derived figures (as
+    ``usage_summary``)."""
+    if use_index and not disabled() and agent_type is None and model is None:
+        start = None if since is None else parse_time(since)
+        end = None if until is None else parse_time(until)
+        with reading(client) as conn:
+            if conn is None:
+                return []
+            found: list[ToolUsageRow] | None = with_figures(
+                conn, database_identity(client), REFRESH_BUDGET_S,
+                lambda f: rollup_answers.tool_usage(f, start, end),
+            )  # fmt: skip
+        if found is not None:
+            return found
     clauses, params = filter_clauses("s", agent_type, None, model, since, until)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = (
@@ -182,3 +237,16 @@ def tool_usage(
         )
     out.sort(key=lambda r: (-r.calls, r.tool_name))
     return out
+
+
+def usage_rollups_state(client: TursoClient | None = None) -> FiguresState:
+    """The derived usage rollups of the database (never created here), for ``cpl doctor``."""
+    return figures_state(database_identity(client))
+
+
+def rebuild_usage_rollups(
+    client: TursoClient | None = None, progress: Callable[[int], None] | None = None
+) -> FiguresState:
+    """Build the usage rollups again from the tables (``cpl reindex``); ``progress`` gets the
+    number of sessions done so far."""
+    return rebuild_figures(lambda: reading(client), database_identity(client), progress)

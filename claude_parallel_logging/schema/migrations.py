@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import SchemaVersionError
 from ..transaction import transaction
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,30 @@ MIGRATIONS: tuple[Migration, ...] = (
   data TEXT NOT NULL,
   PRIMARY KEY (project_key, session_id)
 )""",
+        ),
+    ),
+    Migration(
+        5,
+        "read indexes: sessions newest first (alone and per agent type, status, model), tool"
+        " figures per session without reading the tool texts",
+        (
+            # ``ORDER BY started_at DESC, id DESC`` (every listing) walks these instead of
+            # sorting; an equality filter on the leading column keeps the order.
+            "CREATE INDEX IF NOT EXISTS idx_sessions_started_id ON sessions(started_at, id)",
+            "CREATE INDEX IF NOT EXISTS idx_sessions_agent_started"
+            " ON sessions(agent_type, started_at, id)",
+            "CREATE INDEX IF NOT EXISTS idx_sessions_status_started"
+            " ON sessions(status, started_at, id)",
+            "CREATE INDEX IF NOT EXISTS idx_sessions_model_started"
+            " ON sessions(model, started_at, id)",
+            # ``costliest_sessions``: the order it returns, walked from the top
+            "CREATE INDEX IF NOT EXISTS idx_sessions_cost ON sessions(cost_usd, started_at, id)",
+            # figures per session (list pages' totals, usage) from the indexes alone, without
+            # reading the rows' texts
+            "CREATE INDEX IF NOT EXISTS idx_messages_figures"
+            " ON messages(session_id, role, input_tokens, output_tokens)",
+            "CREATE INDEX IF NOT EXISTS idx_tool_executions_figures"
+            " ON tool_executions(session_id, status, duration_ms, tool_name)",
         ),
     ),
 )

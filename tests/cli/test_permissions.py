@@ -69,6 +69,7 @@ def as_nobody(*argv: str, tmpdir: Path) -> Result:
         k: v for k, v in os.environ.items() if not k.startswith(("TURSO_", "CPL_"))
     }  # fmt: skip
     env.update(PYTHONPATH=str(REPO), TMPDIR=str(tmpdir), HOME=str(tmpdir))
+    env["XDG_CACHE_HOME"] = str(tmpdir.parent / "cache")  # the derived read indexes
     proc = subprocess.run(
         [sys.executable, "-c", CHILD % {"uid": NOBODY}, *argv],
         env=env,
@@ -118,6 +119,8 @@ def shared() -> Iterator[Shared]:
         scratch = root / "scratch"
         scratch.mkdir()
         os.chown(scratch, NOBODY, NOBODY)
+        (root / "cache").mkdir()
+        os.chown(root / "cache", NOBODY, NOBODY)
         yield Shared(root, db, scratch, sessions)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -152,6 +155,9 @@ def test_another_users_file_is_read_through_a_snapshot(shared: Shared) -> None:
     # Nothing was written: not the file, not next to it; the snapshots are gone.
     assert {p.name: digest(p) for p in shared.root.glob("logs.db*")} == before
     assert list(shared.scratch.iterdir()) == []
+    # ... but the reader's own derived indexes of it are in its cache directory
+    cache = shared.root / "cache" / "claude-parallel-logging"
+    assert list((cache / "search").glob("*.sqlite")) and list((cache / "rollups").glob("*.sqlite"))
 
 
 def test_unreadable_file_is_one_clear_line(shared: Shared) -> None:

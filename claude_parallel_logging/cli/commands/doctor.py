@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ...errors import DatabaseUnavailable
-from ...query import needs_snapshot, snapshot
+from ...query import needs_snapshot, search_index_state, snapshot, usage_rollups_state
 from ...query.access import database_label, one_line
 from ..base import EXIT_ERROR, EXIT_OK, option
 from ..database import (
@@ -160,6 +160,10 @@ def _doctor_open(client: TursoClient, target: str, path: str, check: Check) -> N
         _schema_check(schema_version, check)
         if schema_version:
             check("contents", "info", _counts(conn))
+            state = search_index_state(conn, client)
+            check("search index", "warn" if state.error else "info", state.describe())
+            rollups = usage_rollups_state(client)
+            check("usage rollups", "warn" if rollups.error else "info", rollups.describe())
     except Exception as exc:
         check("connectivity", "fail", f"cannot read {path}: {one_line(exc)}")
     finally:
