@@ -451,10 +451,10 @@ def test_busy_replica_delays_a_push_but_flush_still_succeeds(cloud_server: SyncS
     def log_continually() -> None:
         lg = cpl.ConversationLogger()
         lg.start_session(cpl.SessionInfo(id="busy", agent_type="a", model="m"))
-        for _ in range(2_000):  # 100,000 messages at most
+        for _ in range(2_000):  # 50,000 messages at most, below the cloud writer's pace
             if stop.is_set():
                 return
-            for _ in range(50):
+            for _ in range(25):
                 lg.log_message("assistant", f"busy-{logged[0]}")
                 logged[0] += 1
             time.sleep(0.005)
