@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +76,45 @@ def remove_index(path: Path) -> None:
             os.remove(str(path) + suffix)
         except FileNotFoundError:
             pass
+
+
+class DerivedFile:
+    """One open derived file (stdlib ``sqlite3``, WAL): ``SCHEMA`` applied, ``upgrade()`` for
+    in-place additions, and a file of another ``VERSION`` removed and built anew (it is derived:
+    nothing is lost). A ``meta`` key/value table holds its state."""
+
+    SCHEMA: Sequence[str] = ()
+    VERSION = 0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        for statement in self.SCHEMA:
+            self.db.execute(statement)
+        self.upgrade()
+        version = self._meta("version")
+        if version is None:
+            self._set_meta("version", self.VERSION)
+        elif int(version) != self.VERSION:
+            self.close()
+            remove_index(path)
+            self.__init__(path)  # type: ignore[misc]
+
+    def upgrade(self) -> None:
+        """Changes to a file of this version made after it first shipped (none by default)."""
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
 def first_session(main: Any) -> str | None:

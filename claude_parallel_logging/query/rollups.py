@@ -36,6 +36,7 @@ from typing import Any
 from .._log import RateLimitedWarning
 from .derived import (
     GRACE_SECONDS,
+    DerivedFile,
     chunks,
     derived_path,
     file_size,
@@ -227,34 +228,11 @@ def full_days(since: str | None, until: str | None) -> tuple[str | None, str | N
     return d1, d2
 
 
-class Figures:
+class Figures(DerivedFile):
     """One open figures file for one database."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            self.db.execute(statement)
-        version = self._meta("version")
-        if version is None:
-            self._set_meta("version", FIGURES_VERSION)
-        elif int(version) != FIGURES_VERSION:
-            self.db.close()
-            remove_index(path)
-            self.__init__(path)  # type: ignore[misc]
-
-    def close(self) -> None:
-        self.db.close()
-
-    def _meta(self, key: str) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def _set_meta(self, key: str, value: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    SCHEMA = _SCHEMA
+    VERSION = FIGURES_VERSION
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,13 +38,13 @@ from typing import Any
 
 from .derived import (
     GRACE_SECONDS,
+    DerivedFile,
     chunks,
     derived_path,
     file_size,
     first_session,
     quiet_sessions,
     recent,
-    remove_index,
 )
 
 INDEX_VERSION = 1
@@ -146,17 +145,13 @@ class IndexState:
         )
 
 
-class SearchIndex:
+class SearchIndex(DerivedFile):
     """One open index file (an ``sqlite3`` connection) for one database."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            self.db.execute(statement)
+    SCHEMA = _SCHEMA
+    VERSION = INDEX_VERSION
+
+    def upgrade(self) -> None:
         have = {r[1] for r in self.db.execute("PRAGMA table_info(sess)")}
         for column in ("status TEXT", "active_at REAL"):  # added after version 1 first shipped
             if column.split()[0] not in have:
@@ -164,25 +159,8 @@ class SearchIndex:
         self.db.execute(  # the quiet ones, found at every refresh without reading every session
             "CREATE INDEX IF NOT EXISTS sess_running ON sess(session_id) WHERE status = 'running'"
         )
-        version = self._meta("version")
-        if version is None:
-            self._set_meta("version", INDEX_VERSION)
-        elif int(version) != INDEX_VERSION:
-            self.close()
-            remove_index(path)
-            self.__init__(path)  # type: ignore[misc]
-
-    def close(self) -> None:
-        self.db.close()
 
     # -- state ------------------------------------------------------------------------------
-
-    def _meta(self, key: str) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def _set_meta(self, key: str, value: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def mark(self, kind: int) -> int:
         return int(self._meta(f"mark{kind}") or 0)
