@@ -3,10 +3,10 @@
 directory may be read-only), how they learn which rows changed, removal.
 
 They read new rows by rowid, and rows updated since by the ``row_changes`` journal (schema
-migration 7: triggers add an entry for every UPDATE of a row of the three tables), by rowid too,
-so no change is missed however late it comes. A database without the journal (a remote that no
-writer of schema version 7 has written to yet) cannot tell its updates: the derived indexes are
-not used on it (``Unjournaled``), and reads use the tables as before them.
+migration 7: the writer adds an entry for every row it updates), by rowid too, so no change is
+missed however late it comes. A database without the journal (a remote that no writer of schema
+version 7 has written to yet) cannot tell its updates: the derived indexes are not used on it
+(``Unjournaled``), and reads use the tables as before them.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-# ``row_changes.tbl`` of each table (migration 7)
-JOURNAL_TABLES = ("sessions", "messages", "tool_executions")
+from ..schema.tables import JOURNAL
+
+# the tables by their ``row_changes.tbl`` (migration 7)
+JOURNAL_TABLES = tuple(sorted(JOURNAL, key=JOURNAL.__getitem__))
 
 
 class Unjournaled(Exception):

@@ -84,7 +84,7 @@ def test_rollups_equal_the_tables_on_random_periods(populated) -> None:  # type:
 
 
 def test_rollups_follow_changes(populated) -> None:  # type: ignore[no-untyped-def]
-    data, client = populated
+    _data, client = populated
     usage_summary("day", client=client)  # built
     lg = cpl.ConversationLogger(client)
     now = datetime.now(timezone.utc).timestamp()
@@ -107,13 +107,10 @@ def test_rollups_follow_changes(populated) -> None:  # type: ignore[no-untyped-d
     # running again (an OpenCode session's next turn), then more tools
     lg2 = cpl.ConversationLogger(client)
     lg2.start_session(cpl.SessionInfo(id="live-1", agent_type="review", model="m-later"))
-    conn = turso.connect(str(data.path))
-    try:
-        conn.execute("UPDATE sessions SET status = 'running', ended_at = NULL WHERE id = 'live-1'")
-        conn.commit()
-    finally:
-        conn.close()
+    lg2.update_session(status="running", ended_at=None)
+    assert client.flush(10)
     _same(client, rng, 5)
+    assert [r.running for r in usage_summary("model", client=client) if r.group == "m-later"] == [1]
 
 
 def test_sessions_with_a_start_that_is_not_canonical_text(populated) -> None:  # type: ignore[no-untyped-def]
@@ -209,16 +206,10 @@ def test_late_changes_hours_after_the_end_equal_a_recomputation(populated) -> No
         other.update_session(input_tokens=777_777, output_tokens=5, cost_usd=3.25)
     assert client.flush(10)
     running = next(s for s in data.sessions if s.status == "running")
-    conn = turso.connect(str(data.path))
-    try:  # days-old running session ended by another program
-        conn.execute(
-            "UPDATE sessions SET status = 'completed', ended_at = '2026-12-01T00:00:00.000Z',"
-            " cost_usd = 1.25 WHERE id = ?",
-            (running.id,),
-        )
-        conn.commit()
-    finally:
-        conn.close()
+    ender = cpl.ConversationLogger(client)  # a days-old running session, ended by another process
+    ender.start_session(cpl.SessionInfo(id=running.id, agent_type="x", model="y"))
+    ender.end_session("completed", ended_at=BASE_TIME + 20 * 86400, cost_usd=1.25)
+    assert client.flush(10)
     row = next(r for r in usage_summary("model", client=client) if r.group == "m-late")
     assert row.tool_errors == 0 and row.p50_tool_ms == 4321.0
     total = sum(r.input_tokens or 0 for r in usage_summary("agent_type", client=client))

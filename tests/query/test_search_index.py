@@ -193,10 +193,18 @@ def test_rebuild_gives_the_same_index_state(populated, monkeypatch: pytest.Monke
 HOUR = 3600.0
 
 
+def _ids(path: Path, sql: str, *params: object) -> list[str]:
+    conn = turso.connect(str(path))
+    try:
+        return [str(r[0]) for r in conn.execute(sql, params).fetchall()]
+    finally:
+        conn.close()
+
+
 def test_rows_changed_hours_after_their_session_ended_are_found(populated) -> None:  # type: ignore[no-untyped-def]
-    """No time window: a tool's output, a session's error or a row changed by another program
-    long after the session ended are indexed by the next search (the ``row_changes`` journal),
-    and a search with nothing changed adds nothing."""
+    """No time window: a tool's output, a session's error or a message changed long after the
+    session ended are indexed by the next search (the ``row_changes`` journal), and a search
+    with nothing changed adds nothing."""
     data, client = populated
     t0 = BASE_TIME + 3 * 86400
     lg = cpl.ConversationLogger(client)
@@ -209,24 +217,16 @@ def test_rows_changed_hours_after_their_session_ended_are_found(populated) -> No
     before = search_index_state(None, client).documents
     assert [h.id for h in _both(client, "slow build")] == ["old-1"]
     assert search_index_state(None, client).documents == before  # nothing re-read
-    # hours later: the tool's output arrives, the session gets an error, another program (no
-    # logger) rewrites a message of a session of the populated database, days old
+    # hours later: the tool's output arrives, the session gets an error (another process), a
+    # message of a session of the populated database, days old, is rewritten
     lg.finish_tool_execution(tid, "completed", output="Ibex-Output at last", ended_at=t0 + 5 * HOUR)
     late = cpl.ConversationLogger(client)
     late.start_session(cpl.SessionInfo(id="old-1", agent_type="review", model="m"))
     late.update_session(status="error", error_message="Late-Walrus failure")
-    assert client.flush(10)
     other = data.sessions[0]
-    conn = turso.connect(str(data.path))
-    try:
-        conn.execute(
-            "UPDATE messages SET content = 'edited by hand: Narwhal-Text' WHERE session_id = ?"
-            " AND sequence = (SELECT MIN(sequence) FROM messages WHERE session_id = ?)",
-            (other.id, other.id),
-        )
-        conn.commit()
-    finally:
-        conn.close()
+    sql = "SELECT id FROM messages WHERE session_id = ? ORDER BY sequence LIMIT 1"
+    late.update_message(_ids(data.path, sql, other.id)[0], content="edited later: Narwhal-Text")
+    assert client.flush(10)
     for q, sid in (("ibex-output", "old-1"), ("late-walrus", "old-1"), ("narwhal-text", other.id)):
         assert [h.id for h in _both(client, q)] == [sid], q
     assert search_index_state(None, client).documents == before + 3
@@ -241,18 +241,15 @@ def test_an_index_catching_up_finds_changed_rows_it_has_not_read_again(
     data, client = populated
     _both(client, _present(data.sessions))  # built
     target = data.sessions[1]
-    conn = turso.connect(str(data.path))
-    try:  # journal entries for other rows first: the target's come last
-        conn.execute(
-            "UPDATE tool_executions SET status = status WHERE session_id <> ?", (target.id,)
-        )
-        conn.execute(
-            "UPDATE tool_executions SET output = 'Okapi-Late-Output' WHERE session_id = ?",
-            (target.id,),
-        )
-        conn.commit()
-    finally:
-        conn.close()
+    lg = cpl.ConversationLogger(client)
+    for s in data.sessions[2:40]:  # journal entries for other rows first: the target's come last
+        lg.start_session(cpl.SessionInfo(id=s.id, agent_type=s.agent_type, model=s.model))
+        lg.update_session(num_turns=99)
+    assert client.flush(10)
+    sql = "SELECT id FROM tool_executions WHERE session_id = ?"
+    for tid in _ids(data.path, sql, target.id):
+        lg.finish_tool_execution(tid, "completed", output="Okapi-Late-Output")
+    assert client.flush(10)
     monkeypatch.setattr(search_module, "REFRESH_BUDGET_S", 0.0)
     monkeypatch.setattr("claude_parallel_logging.query.search_index.CHUNK", 1)
     with reading(client) as main:
