@@ -90,11 +90,7 @@ def test_invalid_tuning_variables_are_ignored_with_one_warning(
     monkeypatch.setenv("CPL_FLUSH_INTERVAL", "0.05")  # a valid one still applies
     settings = get_settings()
     get_settings()
-    assert (settings.batch_size, settings.queue_capacity, settings.shutdown_timeout) == (
-        1000,
-        100_000,
-        5.0,
-    )
+    assert (settings.batch_size, settings.queue_capacity, settings.shutdown_timeout) == (1000, 100_000, 5.0)
     assert settings.flush_interval == 0.05
     warned = [r.getMessage() for r in caplog.records if "ignoring CPL_" in r.getMessage()]
     assert len(warned) == 3 and any("CPL_BATCH_SIZE='0'" in w for w in warned)

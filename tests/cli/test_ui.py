@@ -29,9 +29,7 @@ def _start(db: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     line = proc.stdout.readline()  # bounded: the process prints it once listening, or exits
     if "http://" not in line:
         proc.kill()
-        raise AssertionError(
-            f"no URL printed: {line!r} {proc.stderr.read() if proc.stderr else ''}"
-        )
+        raise AssertionError(f"no URL printed: {line!r} {proc.stderr.read() if proc.stderr else ''}")
     return proc, line.split(" at ", 1)[1].split(" ", 1)[0].rstrip("/")
 
 
@@ -95,14 +93,10 @@ def test_ui_help_is_the_module_docstring(cli: Cli) -> None:
     assert "--no-open" in r.out and "127.0.0.1" in r.out
 
 
-def test_show_format_html_writes_a_self_contained_file(
-    populated: Populated, cli: Cli, tmp_path: Path
-) -> None:
+def test_show_format_html_writes_a_self_contained_file(populated: Populated, cli: Cli, tmp_path: Path) -> None:
     session = populated.sessions[0]
     target = tmp_path / "s.html"
-    r = cli(
-        "--database", str(populated.path), "show", session.id, "--format", "html", "-o", str(target)
-    )
+    r = cli("--database", str(populated.path), "show", session.id, "--format", "html", "-o", str(target))
     assert r.code == 0, r.err
     html = target.read_text()
     assert html.startswith("<!doctype html>")

@@ -149,9 +149,7 @@ def test_bad_arguments_never_raise_and_the_rest_is_logged(local_db: Path) -> Non
     assert cpl.stats()["discarded"] == 0
     (meta, turns, status) = query(local_db, "SELECT metadata, num_turns, status FROM sessions")[0]
     assert json.loads(meta) == ["a", "list"] and turns is None and status == "completed"
-    tools = query(
-        local_db, "SELECT tool_name, status, duration_ms FROM tool_executions ORDER BY tool_name"
-    )
+    tools = query(local_db, "SELECT tool_name, status, duration_ms FROM tool_executions ORDER BY tool_name")
     assert tools == [("T", "completed", None), ("U", "completed", None)]
 
 

@@ -496,9 +496,7 @@ def test_missing_file_is_an_error_and_is_not_created(tmp_path: Path) -> None:
             lambda: q.usage_summary("day", client=c),
             lambda: list(q.iter_sessions(client=c)),
         ):
-            with pytest.raises(
-                cpl.DatabaseUnavailable, match=r"database file .*never\.db does not exist"
-            ):
+            with pytest.raises(cpl.DatabaseUnavailable, match=r"database file .*never\.db does not exist"):
                 read()
         assert q.short_ids(["abc"], client=c) == {"abc": "abc"}  # a display helper: ids as given
         assert not path.exists() and not path.parent.exists()

@@ -189,9 +189,7 @@ def test_search_finds_recorded_content(mixed: Mixed, client: cpl.TursoClient) ->
 def _combined(synthetic: list[GenSession], recorded: list[RecordedSession]) -> dict[str, Any]:
     """One group holding both kinds, computed from the data (not from the two groups' rates)."""
     syn = list(synthetic)
-    done = sum(s.status == "completed" for s in syn) + sum(
-        r.status == "completed" for r in recorded
-    )
+    done = sum(s.status == "completed" for s in syn) + sum(r.status == "completed" for r in recorded)
     running = sum(s.status == "running" for s in syn)
     tools = [t for s in syn for t in s.tools]
     tool_calls = len(tools) + sum(r.tool_calls for r in recorded)
@@ -300,3 +298,4 @@ def test_cli_on_recorded_sessions(mixed: Mixed, capsys: pytest.CaptureFixture[st
         expected["sessions"], expected["errors"], expected["input_tokens"],
     )  # fmt: skip
     assert got["cost_usd"] == pytest.approx(expected["cost_usd"])
+

@@ -47,9 +47,7 @@ def _cost(s: GenSession) -> float | None:
     return s.totals.get("cost_usd")
 
 
-def test_metadata_filter_pages_with_the_cursor(
-    populated: Populated, client: cpl.TursoClient
-) -> None:
+def test_metadata_filter_pages_with_the_cursor(populated: Populated, client: cpl.TursoClient) -> None:
     for key, value in (("cwd", "/work/proj-3"), ("agent", "plan"), ("sdk", "opencode")):
         expected = [s.id for s in newest_first(populated.sessions) if s.metadata.get(key) == value]
         assert expected, (key, value)
@@ -84,7 +82,9 @@ def test_metadata_filter_matches_numbers_and_booleans_as_their_json_text(tmp_pat
 def test_min_cost_filter(populated: Populated, client: cpl.TursoClient) -> None:
     costs = sorted(c for s in populated.sessions if (c := _cost(s)) is not None)
     threshold = costs[len(costs) // 2]
-    expected = [s.id for s in newest_first(populated.sessions) if (_cost(s) or -1) >= threshold]
+    expected = [
+        s.id for s in newest_first(populated.sessions) if (_cost(s) or -1) >= threshold
+    ]
     assert _paged(client, 9, min_cost=threshold) == expected
     mixed = [
         s.id

@@ -260,9 +260,7 @@ def test_version_1_remote_is_upgraded_in_place(cloud: SyncServer, tmp_path: Path
     assert {"external_id", "parent_tool_use_id", "metadata"} <= columns
 
 
-def test_replica_named_for_a_live_process_is_not_recovered(
-    cloud: SyncServer, tmp_path: Path
-) -> None:
+def test_replica_named_for_a_live_process_is_not_recovered(cloud: SyncServer, tmp_path: Path) -> None:
     """Only replicas of dead processes are stale: one whose owner lives (it may be between
     creating the file and locking it) is left alone, and recovered once the owner is gone."""
     left = _leave_killed_replica(cloud, tmp_path)

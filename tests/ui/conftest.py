@@ -174,7 +174,9 @@ class Page:
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.page = self.context.new_page()
         self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on(
+            "console", lambda m: self.errors.append(m.text) if m.type == "error" else None
+        )
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
 
     def shot(self, name: str) -> Path:

@@ -34,9 +34,7 @@ def _log_pushed_sessions() -> list[str]:
     return ids
 
 
-def test_cloud_pages_render_pushed_sessions_without_the_token(
-    cloud: SyncServer, page: Page
-) -> None:
+def test_cloud_pages_render_pushed_sessions_without_the_token(cloud: SyncServer, page: Page) -> None:
     ids = _log_pushed_sessions()
     assert cpl.flush(20) and cpl.shutdown(10)
     assert sorted(r[0] for r in cloud.query("SELECT id FROM sessions")) == sorted(ids)

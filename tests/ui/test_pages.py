@@ -58,9 +58,7 @@ def test_sessions_list_filters_and_pages(server: Server, page: Page, client) -> 
     assert pg.locator("tbody .live").count() == len(running) > 0
 
 
-def test_search_box_to_the_matching_entry(
-    server: Server, page: Page, viewer_db: ViewerDb, client
-) -> None:  # type: ignore[no-untyped-def]
+def test_search_box_to_the_matching_entry(server: Server, page: Page, viewer_db: ViewerDb, client) -> None:  # type: ignore[no-untyped-def]
     pg = page.page
     pg.goto(server.url + "/")
     pg.fill("form.search input[name=q]", "hello-from-tool")
@@ -79,9 +77,7 @@ def test_search_box_to_the_matching_entry(
     assert "hello-from-tool" in target.inner_text().lower()
 
 
-def test_session_page_header_waterfall_transcript(
-    server: Server, page: Page, viewer_db: ViewerDb, client
-) -> None:  # type: ignore[no-untyped-def]
+def test_session_page_header_waterfall_transcript(server: Server, page: Page, viewer_db: ViewerDb, client) -> None:  # type: ignore[no-untyped-def]
     rec = viewer_db.named("claude", "tool_parallel")
     detail = q.get_session(rec.id, client=client)
     assert detail is not None and len(detail.tool_executions) >= 2
@@ -112,9 +108,7 @@ def test_session_page_header_waterfall_transcript(
     longest = ordered[-1][2]
     pg.locator(f'.wf-bar[data-anchor="{longest}"]').click()
     entry = pg.locator(f"#{longest}")
-    assert entry.get_attribute("open") is not None and "target" in (
-        entry.get_attribute("class") or ""
-    )
+    assert entry.get_attribute("open") is not None and "target" in (entry.get_attribute("class") or "")
     # expand a tool call: its output is the stored output
     tool = detail.tool_executions[0]
     call = pg.locator(f"#t-{tool.id}")
@@ -123,9 +117,7 @@ def test_session_page_header_waterfall_transcript(
     assert (tool.output or tool.error or "").strip() in call.inner_text()
 
 
-def test_subagent_work_nested_and_collapsible(
-    server: Server, page: Page, viewer_db: ViewerDb, client
-) -> None:  # type: ignore[no-untyped-def]
+def test_subagent_work_nested_and_collapsible(server: Server, page: Page, viewer_db: ViewerDb, client) -> None:  # type: ignore[no-untyped-def]
     rec = viewer_db.named("claude", "subagent")
     detail = q.get_session(rec.id, client=client)
     assert detail is not None
@@ -141,9 +133,7 @@ def test_subagent_work_nested_and_collapsible(
     page.shot("session-subagent")
 
 
-def test_timeline_one_bar_per_session(
-    server: Server, page: Page, viewer_db: ViewerDb, client
-) -> None:  # type: ignore[no-untyped-def]
+def test_timeline_one_bar_per_session(server: Server, page: Page, viewer_db: ViewerDb, client) -> None:  # type: ignore[no-untyped-def]
     since = "2026-09-25T00:00:00Z"
     until = "2026-09-27T00:00:00Z"
     expected = list(q.iter_sessions(since=since, until=until, client=client))
@@ -179,9 +169,7 @@ def test_stats_charts_hold_the_query_figures(server: Server, page: Page, client)
     total = round(sum(round(d.cost_usd * 1e9) for d in days) / 1e9, 9)
     assert pg.locator("#stats-totals .f-cost").inner_text() == fmt_cost(total)
     top = q.costliest_sessions(10, since, client=client)
-    assert pg.locator("table.top-cost td.cost").all_inner_texts() == [
-        fmt_cost(s.cost_usd) for s in top
-    ]
+    assert pg.locator("table.top-cost td.cost").all_inner_texts() == [fmt_cost(s.cost_usd) for s in top]
     rows = pg.locator("table.tools-table tbody tr").all_inner_texts()
     assert [r.split("\t")[0] for r in rows] == [t.tool_name for t in tools]
     # stacked by agent type: each day's segments add up to the day's cost
@@ -224,9 +212,7 @@ def test_bad_requests_and_unknown_ids_are_one_line(server: Server, page: Page) -
     page.errors.clear()
 
 
-def test_partial_output_count_reads_as_in_the_cli(
-    server: Server, page: Page, viewer_db: ViewerDb, client
-) -> None:  # type: ignore[no-untyped-def]
+def test_partial_output_count_reads_as_in_the_cli(server: Server, page: Page, viewer_db: ViewerDb, client) -> None:  # type: ignore[no-untyped-def]
     """A streamed row whose output count is not final: ``out: n/a (partial)``, never ``- out``,
     in the transcript and the waterfall, exactly as ``cpl show`` prints it."""
     rec = viewer_db.named("claude", "subagent")
@@ -250,9 +236,7 @@ def test_partial_output_count_reads_as_in_the_cli(
 
 
 @pytest.mark.parametrize("which", ["oc_task", "oc_task_running"])
-def test_opencode_child_session_nested_under_its_task_call(
-    server: Server, page: Page, viewer_db: ViewerDb, client, which: str
-) -> None:  # type: ignore[no-untyped-def]
+def test_opencode_child_session_nested_under_its_task_call(server: Server, page: Page, viewer_db: ViewerDb, client, which: str) -> None:  # type: ignore[no-untyped-def]
     """An OpenCode subagent (a child session started by the ``task`` tool) nests under that
     call in the waterfall and the transcript, collapsible: linked by the call's metadata once
     the task completed, by the child's ``parentID`` and time while it still runs."""

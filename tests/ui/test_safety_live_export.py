@@ -33,11 +33,7 @@ def test_xss_payloads_show_as_text_and_run_nothing(server: Server, page: Page) -
     pg.locator("details.entry").evaluate_all("ds => ds.forEach(d => d.open = true)")
     _not_pwned(page)
     _shows_every_payload(page, "#transcript")
-    for where in (
-        ".head p.error-text",
-        ".meta",
-        "pre.error-text",
-    ):  # session error, metadata, tool error
+    for where in (".head p.error-text", ".meta", "pre.error-text"):  # session error, metadata, tool error
         _shows_every_payload(page, where)
     assert pg.locator(".wf-bar.tool").count() == 2  # the waterfall's JSON block parsed whole
     assert pg.locator("script").count() == 2  # app.js and the data block: nothing injected
@@ -54,9 +50,7 @@ def test_xss_payloads_show_as_text_and_run_nothing(server: Server, page: Page) -
     assert pg.locator("tbody td").nth(3).inner_text() == "m<b>odel"
 
 
-def test_api_documents_equal_the_cli_json(
-    server: Server, viewer_db: ViewerDb, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_api_documents_equal_the_cli_json(server: Server, viewer_db: ViewerDb, capsys: pytest.CaptureFixture[str]) -> None:
     def cli_json(*argv: str) -> Any:
         capsys.readouterr()
         assert main(["--database", str(viewer_db.path), *argv, "--json"]) == 0
@@ -77,9 +71,7 @@ def test_api_documents_equal_the_cli_json(
     assert "<script>" in json.loads(body)["messages"][0]["content"]
 
 
-def test_running_session_updates_without_reload(
-    server: Server, page: Page, viewer_db: ViewerDb
-) -> None:
+def test_running_session_updates_without_reload(server: Server, page: Page, viewer_db: ViewerDb) -> None:
     writer = read_client(viewer_db.path)  # logs into the database the server reads
     try:
         lg = cpl.ConversationLogger(writer)
@@ -110,32 +102,16 @@ def test_running_session_updates_without_reload(
         writer.shutdown(5)
 
 
-def test_html_export_from_file_url_offline(
-    viewer_db: ViewerDb, page: Page, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_html_export_from_file_url_offline(viewer_db: ViewerDb, page: Page, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rec = viewer_db.named("claude", "tool_parallel")
     out = tmp_path / "session.html"
     xss = tmp_path / "xss.html"
     for sid, target in ((rec.id, out), (XSS_ID, xss)):
-        assert (
-            main(
-                [
-                    "--database",
-                    str(viewer_db.path),
-                    "show",
-                    sid,
-                    "--format",
-                    "html",
-                    "-o",
-                    str(target),
-                ]
-            )
-            == 0
-        )
+        assert main(["--database", str(viewer_db.path), "show", sid, "--format", "html", "-o", str(target)]) == 0
     capsys.readouterr()
     html = out.read_text()
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
-    assert 'src="' not in html and '<link rel="stylesheet"' not in html
+    assert 'src="' not in html and "<link rel=\"stylesheet\"" not in html
     requests: list[str] = []
     ctx = page.context
     ctx.route("**/*", lambda route: (requests.append(route.request.url), route.abort())

@@ -822,9 +822,7 @@ async def test_an_exception_whose_str_raises_propagates_unchanged(local_db: Path
     with pytest.raises(_Unprintable):
         sync_agent()
     assert cpl.flush(5)
-    rows = query(
-        local_db, "SELECT agent_type, status, error_message FROM sessions ORDER BY agent_type"
-    )
+    rows = query(local_db, "SELECT agent_type, status, error_message FROM sessions ORDER BY agent_type")
     assert rows == [
         ("x", "error", "_Unprintable: <exception text unavailable>"),
         ("y", "error", "_Unprintable: <exception text unavailable>"),
