@@ -18,20 +18,18 @@ from ...errors import DatabaseUnavailable
 from ...query import needs_snapshot, search_index_state, snapshot, usage_rollups_state
 from ...query.access import database_label, one_line
 from ..base import EXIT_ERROR, EXIT_OK, option
-from ..database import (
+from ..database import TursoClient, mask_secret, resolve_client
+from ..format import fmt_time
+from ..output import Output
+from ..replicas import (
     SCHEMA_VERSION,
-    TursoClient,
     current_version,
-    mask_secret,
     open_unmigrated,
     other_replicas,
     probe_replica,
     replica_dir,
-    resolve_client,
     shared_read_replicas,
 )
-from ..format import fmt_time
-from ..output import Output
 
 Check = Callable[[str, str, str], None]  # check(name, status, detail)
 

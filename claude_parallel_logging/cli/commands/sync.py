@@ -16,16 +16,10 @@ from typing import Any
 
 from ...query.access import database_label, one_line
 from ..base import EXIT_ERROR, EXIT_OK, CliError
-from ..database import (
-    TursoClient,
-    other_replicas,
-    probe_replica,
-    push_stale_replicas,
-    replica_dir,
-    resolve_client,
-)
+from ..database import TursoClient, resolve_client
 from ..options import seconds_value
 from ..output import Output
+from ..replicas import other_replicas, probe_replica, push_stale_replicas, replica_dir
 
 _POLL = 0.05
 
