@@ -64,6 +64,10 @@ class Store:
         """What a user should know about how reads were answered (``cpl`` prints it once)."""
         return None
 
+    def describe_reads(self) -> str:
+        """How the last read was answered (``cpl doctor``)."""
+        return "from the database file"
+
     def request_push(self, done: PushCallback | None = None) -> bool:
         """Ask for a push of everything written so far; returns at once. False when there is
         no remote (local mode): then ``done`` is never called."""

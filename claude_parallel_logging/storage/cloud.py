@@ -45,6 +45,12 @@ _SCHEMA_PROBE: tuple[tuple[str, tuple[()]], ...] = (
 )
 
 
+def megabytes(n: int) -> str:
+    """A size for people: ``0.26 MB``, ``71.4 MB``, ``5,120 MB``."""
+    mb = n / 1e6
+    return f"{mb:,.2f} MB" if mb < 10 else f"{mb:,.1f} MB" if mb < 100 else f"{mb:,.0f} MB"
+
+
 class CloudStore(Store):
     """A local replica per process, pushed to Turso Cloud (or ``tursodb --sync-server``).
 
@@ -440,13 +446,28 @@ class CloudStore(Store):
     def read_note(self) -> str | None:
         if not self.remote_reads:
             return None
-        size = "?" if self.remote_size is None else f"{self.remote_size / 1e6:,.0f} MB"
-        threshold = self.settings.remote_read_threshold / 1e6
+        size = "?" if self.remote_size is None else megabytes(self.remote_size)
+        threshold = megabytes(self.settings.remote_read_threshold)
         return (
-            f"answered on the remote ({self.remote_bytes / 1e6:,.2f} MB received): this machine"
+            f"answered on the remote ({megabytes(self.remote_bytes)} received): this machine"
             f" has no read replica of this {size} database (CPL_REMOTE_READ_THRESHOLD:"
-            f" {threshold:,.0f} MB); `cpl sync` downloads one, then reads are local and pull"
+            f" {threshold}); `cpl sync` downloads one, then reads are local and pull"
             " only what changed"
+        )
+
+    def describe_reads(self) -> str:
+        if self.last_read_remote:
+            return (
+                "answered on the remote: no read replica on this machine, and the database"
+                f" holds {megabytes(self.remote_size or 0)} (at least CPL_REMOTE_READ_THRESHOLD,"
+                f" {megabytes(self.settings.remote_read_threshold)}); `cpl sync` downloads a"
+                " replica, after which reads are local"
+            )
+        pulled = self.last_pull_bytes
+        return (
+            f"local read replica {os.path.basename(self.last_read_path or '?')}"
+            + ("" if pulled is None else f" ({pulled:,} bytes pulled now)")
+            + ": later reads pull only what changed"
         )
 
     def _open_read_slot(self, slot: ReadSlot) -> Any:

@@ -171,26 +171,6 @@ def _doctor_open(client: TursoClient, target: str, path: str, check: Check) -> N
         del conn  # frees the file lock
 
 
-def _read_mode(store: Any, remote: bool) -> str:
-    """How reads are answered: a local read replica, or the remote (no replica yet, and a big
-    database: downloading it whole is what a replica's first pull would do)."""
-    size = getattr(store, "remote_size", None)
-    threshold = store.settings.remote_read_threshold
-    if remote and size is not None:
-        return (
-            f"answered on the remote: no read replica on this machine, and the database holds"
-            f" {size / 1e6:,.0f} MB (at least CPL_REMOTE_READ_THRESHOLD, {threshold / 1e6:,.0f}"
-            " MB); `cpl sync` downloads a replica, after which reads are local"
-        )
-    path = getattr(store, "last_read_path", None) or "?"
-    pulled = getattr(store, "last_pull_bytes", None)
-    return (
-        f"local read replica {os.path.basename(path)}"
-        + ("" if pulled is None else f" ({pulled:,} bytes pulled now)")
-        + ": later reads pull only what changed"
-    )
-
-
 def _doctor_cloud(client: TursoClient, check: Check) -> None:
     directory = replica_dir(client) or ""
     check("replica dir", "ok", directory)
@@ -202,7 +182,7 @@ def _doctor_cloud(client: TursoClient, check: Check) -> None:
             remote = bool(getattr(store, "last_read_remote", False))
             how = "asked the remote" if remote else "pulled from the remote"
             check("connectivity", "ok", f"{how} in {took:.0f} ms")
-            check("reads", "info", _read_mode(store, remote))
+            check("reads", "info", store.describe_reads())
             schema_version = current_version(conn)
             _schema_check(schema_version, check)
             if schema_version:
