@@ -55,4 +55,5 @@ def resolve_client(args: argparse.Namespace, *, without_token: bool = False) -> 
         raise LoggingNotConfigured(
             "no database configured: pass --database PATH_OR_URL or set TURSO_DATABASE_URL"
         )
+    args.resolved_client = client  # ``main`` asks it how reads were answered
     return client

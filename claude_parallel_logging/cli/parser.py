@@ -27,7 +27,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("search", "find sessions containing a text"),
     ("stats", "usage figures per agent, model or day"),
     ("ui", "browse the logs in a web browser (local, read-only)"),
-    ("sync", "push what is pending to the remote"),
+    ("sync", "push what is pending to the remote and bring the local read replica up to date"),
     ("doctor", "check configuration and database"),
     (
         "reindex",

@@ -173,10 +173,14 @@ def _doctor_cloud(client: TursoClient, check: Check) -> None:
     directory = replica_dir(client) or ""
     check("replica dir", "ok", directory)
     started = time.perf_counter()
+    store = client.reader()
     try:
-        with client.reader().read() as conn:
+        with store.read(allow_remote=True) as conn:
             took = (time.perf_counter() - started) * 1000
-            check("connectivity", "ok", f"pulled from the remote in {took:.0f} ms")
+            remote = bool(getattr(store, "last_read_remote", False))
+            how = "asked the remote" if remote else "pulled from the remote"
+            check("connectivity", "ok", f"{how} in {took:.0f} ms")
+            check("reads", "info", store.describe_reads())
             schema_version = current_version(conn)
             _schema_check(schema_version, check)
             if schema_version:
