@@ -470,6 +470,8 @@ def with_figures(
 ) -> Any | None:
     """``answer(figures)`` on figures brought up to date, or ``None`` when they cannot answer
     (still being built, unusable file): the caller reads the tables."""
+    if getattr(conn, "answers_remotely", False):
+        return None  # built from every row: not through the remote (``access.answered_remotely``)
     path = rollups_path(identity)
     try:
         figures = Figures(path)

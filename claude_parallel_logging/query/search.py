@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._log import RateLimitedWarning
-from .access import TursoClient, database_identity, reading
+from .access import TursoClient, answered_remotely, database_identity, reading
 from .derived import Unjournaled, disabled, remove_index
 from .records import (
     WHERE_MESSAGE,
@@ -281,7 +281,7 @@ def rebuild_search_index(
     index = SearchIndex(path)
     try:
         for _ in range(100_000_000):
-            with reading(client) as conn:
+            with reading(client, allow_remote=False) as conn:
                 if conn is None:
                     return index.state(None)
                 if index.refresh(conn, SLICE_S, progress):
@@ -304,7 +304,9 @@ def _indexed(
     limit: int,
 ) -> _Found | None:
     """The same hits through the derived index; ``None`` when it cannot be used (the caller
-    scans instead)."""
+    scans instead): built from every row, it is not built through the remote."""
+    if answered_remotely(conn):
+        return None
     path = index_path(database_identity(client))
     try:
         index = SearchIndex(path)
