@@ -309,6 +309,9 @@ class Writer:
                 ops.append(item)
             self._taken += len(ops)
             ok = self._write(ops) if ops else True
+            # Not only when idle: under a sustained stream the queue never empties, and the
+            # remote would get nothing until it did (a cheap check between two batches).
+            self._maybe_push(force=False)
             if call is not None:
                 self._run_call(call)
             if barriers:
