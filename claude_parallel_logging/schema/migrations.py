@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import SchemaVersionError
 from ..transaction import transaction
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             # the writer pays for every index of its busiest table.)
             "CREATE INDEX IF NOT EXISTS idx_tool_executions_figures"
             " ON tool_executions(session_id, status, duration_ms, tool_name)",
+        ),
+    ),
+    Migration(
+        6,
+        "session store: transcript lines whose id is their identity (kept once across machines),"
+        " with one index",
+        (
+            # Replaces ``transcript_entries`` for new appends; that table keeps the rows written
+            # before (a cloud replica migrates empty, so the remote's rows cannot be moved: reads
+            # take both). No index or table is dropped: every fresh cloud replica replays every
+            # migration's DDL on the remote, so a dropped index would be rebuilt and dropped
+            # again over all rows at each process start. ``id`` (see ``transcripts.row_id``)
+            # is unique per key and ``uuid``: the idempotency constraint, which also turns the
+            # same entry pushed by two machines into one row (the push is an upsert on ``id``).
+            """CREATE TABLE IF NOT EXISTS transcript_lines (
+  id TEXT PRIMARY KEY,
+  project_key TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  subpath TEXT NOT NULL DEFAULT '',
+  seq INTEGER NOT NULL,
+  uuid TEXT,
+  entry TEXT NOT NULL,
+  mtime INTEGER NOT NULL
+)""",
+            "CREATE INDEX IF NOT EXISTS idx_transcript_lines_key"
+            " ON transcript_lines(project_key, session_id, subpath, seq)",
         ),
     ),
 )

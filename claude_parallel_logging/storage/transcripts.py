@@ -7,6 +7,8 @@ transcript must load back deep-equal for the SDK to resume it.
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -15,6 +17,11 @@ from typing import Any
 
 MAIN = ""  # the subpath column of a main transcript (the SDK's key omits ``subpath``)
 TRANSCRIPT_SCHEMA = 4  # the schema version that created the tables
+ENTRIES = "transcript_lines"  # where entries are appended (schema version 6)
+LEGACY = "transcript_entries"  # entries appended before version 6: read, deleted, never added to
+
+_KEY = "project_key = ? AND session_id = ? AND subpath = ?"
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ def encode_entry(entry: Any) -> str:
     ``json.loads`` turns back into the same string. Raises for what JSON cannot hold."""
     if not isinstance(entry, dict):
         raise TypeError(f"a transcript entry must be a JSON object, not {type(entry).__name__}")
-    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    text: str = _ENCODER.encode(entry)
     if not text.isascii():
         try:
             text.encode("utf-8")
@@ -53,11 +60,52 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _hash(*parts: str, n: int) -> str:
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:n]
+
+
+def key_prefix(key: tuple[str, str, str]) -> str:
+    """The first 20 characters of every ``id`` under ``key``: 8 hex of the session id (a
+    session's rows are one range of the primary key, found by ``transcripts_for``), then 12
+    of the whole key (its rows are neighbours: an append writes few pages of the key index)."""
+    return _hash(key[1], n=8) + _hash(*key, n=12)
+
+
+def row_id(prefix: str, uuid: str | None, unique: str) -> str:
+    """``prefix:uuid``: the same entry gets the same id in every process and on every machine,
+    so the primary key is the per-key ``uuid`` constraint and two machines' copies are one row
+    (a push replays an insert as an upsert on the primary key: the later copy overwrites the
+    earlier, where a second unique index would refuse the push's statement). An entry without
+    ``uuid`` gets ``prefix/unique`` (``unique`` to the appending store)."""
+    return f"{prefix}:{uuid}" if uuid is not None else f"{prefix}/{unique}"
+
+
+def tables(conn: Any) -> tuple[bool, bool]:
+    """Whether the legacy and the current entries table exist (a cloud read replica may hold
+    a remote at version 4 or 5)."""
+    names = {
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+            (LEGACY, ENTRIES),
+        ).fetchall()
+    }
+    return LEGACY in names, ENTRIES in names
+
+
 def has_tables(conn: Any) -> bool:
-    row = conn.execute(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'transcript_entries'"
-    ).fetchone()
-    return bool(row and row[0])
+    return any(tables(conn))
+
+
+def max_seq(conn: Any, key: tuple[str, str, str]) -> int:
+    """The key's last ``seq`` (0: none) in both tables."""
+    legacy, current = tables(conn)
+    found = 0
+    for table, present in ((LEGACY, legacy), (ENTRIES, current)):
+        if present:
+            row = conn.execute(f"SELECT MAX(seq) FROM {table} WHERE {_KEY}", key).fetchone()
+            found = max(found, int(row[0] or 0) if row else 0)
+    return found
 
 
 def insert_entries(
@@ -67,39 +115,38 @@ def insert_entries(
     texts: Sequence[str],
     mtime: int,
     min_seq: int,
-    id_prefix: str,
+    store_tag: str,
 ) -> tuple[list[Any], int]:
     """Append ``entries`` (``texts``: their encoding) inside the caller's transaction; returns
-    those newly stored and the last ``seq`` used. Row ids are ``id_prefix`` (unique to the
-    appending store) + ``seq``, which is unique per store: cheaper than a uuid per row.
+    those newly stored and the last ``seq`` used (above every ``seq`` the key has here, and at
+    least ``min_seq``). ``store_tag`` is unique to the appending store (ids of uuid-less
+    entries).
 
-    ``uuid`` de-duplication is the database's (a unique index per key, ``INSERT OR IGNORE``).
-    Which entries were new is known from the insert's row count: all of them, normally; when
-    some were ignored (a retried batch), the ids that landed are looked up, so a retried batch
-    is not folded twice into the summary. (Looking the uuids up before inserting cost more than
-    the insert itself.)
+    ``uuid`` de-duplication is the primary key's (``row_id``, ``INSERT OR IGNORE``). Which
+    entries were new is known from the insert's row count: all of them, normally; when some
+    were ignored (a retried batch), the rows are looked up: those carrying this append's
+    ``seq`` landed, so a retried batch is not folded twice into the summary. (Looking the ids
+    up before inserting cost more than the insert itself.)
     """
-    uuids = [e.get("uuid") if isinstance(e.get("uuid"), str) else None for e in entries]
+    prefix = key_prefix(key)
     seen: set[str] = set()  # a uuid repeated inside the batch is stored once
-    row = conn.execute(
-        "SELECT MAX(seq) FROM transcript_entries WHERE project_key = ? AND session_id = ?"
-        " AND subpath = ?",
-        key,
-    ).fetchone()
-    seq = max(min_seq, (row[0] or 0) + 1 if row else 1)
+    seq = max(min_seq, max_seq(conn, key) + 1)
     new: list[Any] = []
     params: list[tuple[Any, ...]] = []
-    for entry, text, u in zip(entries, texts, uuids):
-        if u is not None:
-            if u in seen:
-                continue
+    for entry, text in zip(entries, texts):
+        u = entry.get("uuid")
+        if not isinstance(u, str):
+            u = None
+        elif u in seen:
+            continue
+        else:
             seen.add(u)
-        params.append((f"{id_prefix}{seq}", *key, seq, u, text, mtime))
+        params.append((row_id(prefix, u, f"{store_tag}{seq}"), *key, seq, u, text, mtime))
         new.append(entry)
         seq += 1
     if params:
         cur = conn.executemany(
-            "INSERT OR IGNORE INTO transcript_entries"
+            f"INSERT OR IGNORE INTO {ENTRIES}"
             " (id, project_key, session_id, subpath, seq, uuid, entry, mtime)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             params,
@@ -107,23 +154,48 @@ def insert_entries(
         if getattr(cur, "rowcount", -1) != len(params):  # some uuids were stored before
             ids = json.dumps([p[0] for p in params])
             landed = {
-                r[0]
+                (r[0], r[1])
                 for r in conn.execute(
-                    "SELECT id FROM transcript_entries WHERE id IN (SELECT value FROM json_each(?))",
+                    f"SELECT id, seq FROM {ENTRIES} WHERE id IN (SELECT value FROM json_each(?))",
                     (ids,),
                 ).fetchall()
             }
-            new = [e for e, p in zip(new, params) if p[0] in landed]
+            new = [e for e, p in zip(new, params) if (p[0], p[4]) in landed]
     return new, seq - 1
 
 
 def select_entries(conn: Any, key: tuple[str, str, str]) -> list[str]:
+    """The key's entries in ``seq`` order. Rows of the legacy table whose ``uuid`` the current
+    one holds as well (appended again after the upgrade) are skipped: each ``uuid`` once."""
+    legacy, current = tables(conn)
+    old: list[tuple[int, str]] = []
+    if legacy:
+        not_again = (
+            f" AND (uuid IS NULL OR NOT EXISTS (SELECT 1 FROM {ENTRIES} AS c"
+            f" WHERE c.id = ? || ':' || {LEGACY}.uuid))"
+            if current
+            else ""
+        )
+        args = (*key, key_prefix(key)) if current else key
+        old = [
+            (int(r[0]), r[1])
+            for r in conn.execute(
+                f"SELECT seq, entry FROM {LEGACY} WHERE {_KEY}{not_again} ORDER BY seq, rowid",
+                args,
+            ).fetchall()
+        ]
+    if not current:
+        return [t for _, t in old]
+    if not old:  # the common case: one walk of the key index, no sort
+        rows = conn.execute(
+            f"SELECT entry FROM {ENTRIES} WHERE {_KEY} ORDER BY seq, rowid", key
+        ).fetchall()
+        return [r[0] for r in rows]
     rows = conn.execute(
-        "SELECT entry FROM transcript_entries WHERE project_key = ? AND session_id = ?"
-        " AND subpath = ? ORDER BY seq, rowid",
-        key,
+        f"SELECT seq, entry FROM {ENTRIES} WHERE {_KEY} ORDER BY seq, rowid", key
     ).fetchall()
-    return [r[0] for r in rows]
+    merged = heapq.merge(old, [(int(r[0]), r[1]) for r in rows], key=lambda r: r[0])
+    return [t for _, t in merged]
 
 
 def select_summary(conn: Any, project_key: str, session_id: str) -> dict[str, Any] | None:
@@ -147,28 +219,38 @@ def upsert_summary(conn: Any, project_key: str, summary: dict[str, Any]) -> None
 
 def delete_key(conn: Any, project_key: str, session_id: str, subpath: str | None) -> None:
     """A main key (``subpath`` None) takes its subagent transcripts and summary with it."""
+    legacy, current = tables(conn)
+    where = "project_key = ? AND session_id = ?"
+    args: tuple[str, ...] = (project_key, session_id)
+    if subpath is not None:
+        where, args = _KEY, (project_key, session_id, subpath)
+    for table, present in ((LEGACY, legacy), (ENTRIES, current)):
+        if present:
+            conn.execute(f"DELETE FROM {table} WHERE {where}", args)
     if subpath is None:
-        conn.execute(
-            "DELETE FROM transcript_entries WHERE project_key = ? AND session_id = ?",
-            (project_key, session_id),
-        )
         conn.execute(
             "DELETE FROM transcript_summaries WHERE project_key = ? AND session_id = ?",
             (project_key, session_id),
         )
-    else:
-        conn.execute(
-            "DELETE FROM transcript_entries WHERE project_key = ? AND session_id = ?"
-            " AND subpath = ?",
-            (project_key, session_id, subpath),
-        )
+
+
+def _both(conn: Any, select: str) -> str:
+    """``select`` (naming its table ``{t}``) over the tables that exist, as one UNION ALL."""
+    parts = [select.format(t=t) for t, ok in zip((LEGACY, ENTRIES), tables(conn)) if ok]
+    return " UNION ALL ".join(parts)
 
 
 def list_sessions(conn: Any, project_key: str) -> list[tuple[str, int]]:
+    union = _both(
+        conn,
+        "SELECT session_id, MAX(mtime) AS m FROM {t} WHERE project_key = ? AND subpath = ''"
+        " GROUP BY session_id",
+    )
+    if not union:
+        return []
     rows = conn.execute(
-        "SELECT session_id, MAX(mtime) FROM transcript_entries WHERE project_key = ?"
-        " AND subpath = '' GROUP BY session_id",
-        (project_key,),
+        f"SELECT session_id, MAX(m) FROM ({union}) GROUP BY session_id",
+        (project_key,) * (union.count("UNION ALL") + 1),
     ).fetchall()
     return [(r[0], int(r[1])) for r in rows]
 
@@ -182,12 +264,39 @@ def list_summaries(conn: Any, project_key: str) -> list[dict[str, Any]]:
 
 
 def list_subkeys(conn: Any, project_key: str, session_id: str) -> list[str]:
+    union = _both(
+        conn,
+        "SELECT DISTINCT subpath FROM {t} WHERE project_key = ? AND session_id = ?"
+        " AND subpath != ''",
+    )
+    if not union:
+        return []
     rows = conn.execute(
-        "SELECT DISTINCT subpath FROM transcript_entries WHERE project_key = ?"
-        " AND session_id = ? AND subpath != '' ORDER BY subpath",
-        (project_key, session_id),
+        f"SELECT DISTINCT subpath FROM ({union}) ORDER BY subpath",
+        (project_key, session_id) * (union.count("UNION ALL") + 1),
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def _counts(conn: Any, session_id: str) -> list[tuple[str, str, int]]:
+    """``(project_key, subpath, entries)`` of one SDK session id, any project (the current
+    table through its primary key's range of that session, the legacy one through its index)."""
+    legacy, current = tables(conn)
+    rows: list[tuple[str, str, int]] = []
+    if current:
+        low = _hash(session_id, n=8)
+        rows += conn.execute(
+            f"SELECT project_key, subpath, COUNT(*) FROM {ENTRIES} WHERE id >= ? AND id < ?"
+            " AND session_id = ? GROUP BY project_key, subpath",
+            (low, low + "g", session_id),  # after every hex digit
+        ).fetchall()
+    if legacy:
+        rows += conn.execute(
+            f"SELECT project_key, subpath, COUNT(*) FROM {LEGACY} WHERE session_id = ?"
+            " GROUP BY project_key, subpath",
+            (session_id,),
+        ).fetchall()
+    return rows
 
 
 def transcripts_for(conn: Any, session_ids: Iterable[str]) -> list[StoredTranscript]:
@@ -195,24 +304,24 @@ def transcripts_for(conn: Any, session_ids: Iterable[str]) -> list[StoredTranscr
     ids = list(dict.fromkeys(s for s in session_ids if s))
     if not ids or not has_tables(conn):
         return []
-    rows = conn.execute(
-        "SELECT project_key, session_id, subpath, COUNT(*) FROM transcript_entries"
-        f" WHERE session_id IN ({','.join('?' * len(ids))})"
-        " GROUP BY project_key, session_id, subpath ORDER BY project_key, session_id, subpath",
-        ids,
-    ).fetchall()
     found: dict[tuple[str, str], tuple[int, list[str]]] = {}
-    for project_key, session_id, subpath, count in rows:
-        main, subs = found.get((project_key, session_id), (0, []))
-        if subpath:
-            subs.append(subpath)
-        else:
-            main = int(count)
-        found[(project_key, session_id)] = (main, subs)
+    for session_id in ids:
+        for project_key, subpath, count in sorted(_counts(conn, session_id)):
+            main, subs = found.get((project_key, session_id), (0, []))
+            if subpath:
+                if subpath not in subs:
+                    subs.append(subpath)
+            else:
+                main += int(count)
+            found[(project_key, session_id)] = (main, subs)
     order = {s: i for i, s in enumerate(ids)}
     return sorted(
-        (StoredTranscript(p, s, n, tuple(subs)) for (p, s), (n, subs) in found.items() if n),
-        key=lambda t: order.get(t.session_id, 0),
+        (
+            StoredTranscript(p, s, n, tuple(sorted(subs)))
+            for (p, s), (n, subs) in found.items()
+            if n
+        ),
+        key=lambda t: (order.get(t.session_id, 0), t.project_key),
     )
 
 
