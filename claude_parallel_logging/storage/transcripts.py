@@ -99,13 +99,26 @@ def has_tables(conn: Any) -> bool:
 
 def max_seq(conn: Any, key: tuple[str, str, str]) -> int:
     """The key's last ``seq`` (0: none) in both tables."""
-    legacy, current = tables(conn)
-    found = 0
-    for table, present in ((LEGACY, legacy), (ENTRIES, current)):
+    return max(_max_seqs(conn, key))
+
+
+def _max_seqs(conn: Any, key: tuple[str, str, str]) -> tuple[int, int]:
+    """The key's last ``seq`` in the legacy and the current table (0: none)."""
+    found = [0, 0]
+    for i, (table, present) in enumerate(zip((LEGACY, ENTRIES), tables(conn))):
         if present:
             row = conn.execute(f"SELECT MAX(seq) FROM {table} WHERE {_KEY}", key).fetchone()
-            found = max(found, int(row[0] or 0) if row else 0)
-    return found
+            found[i] = int(row[0] or 0) if row else 0
+    return found[0], found[1]
+
+
+def _legacy_uuids(conn: Any, key: tuple[str, str, str], uuids: set[str]) -> set[str]:
+    """Which of ``uuids`` the key holds in the legacy table (through its unique index)."""
+    rows = conn.execute(
+        f"SELECT uuid FROM {LEGACY} WHERE {_KEY} AND uuid IN (SELECT value FROM json_each(?))",
+        (*key, json.dumps(sorted(uuids))),
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def insert_entries(
@@ -129,8 +142,11 @@ def insert_entries(
     up before inserting cost more than the insert itself.)
     """
     prefix = key_prefix(key)
+    legacy_seq, current_seq = _max_seqs(conn, key)
+    seq = max(min_seq, legacy_seq + 1, current_seq + 1)
     seen: set[str] = set()  # a uuid repeated inside the batch is stored once
-    seq = max(min_seq, max_seq(conn, key) + 1)
+    if legacy_seq:  # a key appended to before version 6: its uuids count too
+        seen = _legacy_uuids(conn, key, {u for e in entries if isinstance(u := e.get("uuid"), str)})
     new: list[Any] = []
     params: list[tuple[Any, ...]] = []
     for entry, text in zip(entries, texts):
