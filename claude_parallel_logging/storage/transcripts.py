@@ -102,11 +102,13 @@ def max_seq(conn: Any, key: tuple[str, str, str]) -> int:
     return max(_max_seqs(conn, key))
 
 
-def _max_seqs(conn: Any, key: tuple[str, str, str]) -> tuple[int, int]:
+def _max_seqs(
+    conn: Any, key: tuple[str, str, str], present: tuple[bool, bool] | None = None
+) -> tuple[int, int]:
     """The key's last ``seq`` in the legacy and the current table (0: none)."""
     found = [0, 0]
-    for i, (table, present) in enumerate(zip((LEGACY, ENTRIES), tables(conn))):
-        if present:
+    for i, (table, exists) in enumerate(zip((LEGACY, ENTRIES), present or tables(conn))):
+        if exists:
             row = conn.execute(f"SELECT MAX(seq) FROM {table} WHERE {_KEY}", key).fetchone()
             found[i] = int(row[0] or 0) if row else 0
     return found[0], found[1]
@@ -142,7 +144,7 @@ def insert_entries(
     up before inserting cost more than the insert itself.)
     """
     prefix = key_prefix(key)
-    legacy_seq, current_seq = _max_seqs(conn, key)
+    legacy_seq, current_seq = _max_seqs(conn, key, (True, True))  # a migrated writer's
     seq = max(min_seq, legacy_seq + 1, current_seq + 1)
     seen: set[str] = set()  # a uuid repeated inside the batch is stored once
     if legacy_seq:  # a key appended to before version 6: its uuids count too

@@ -155,6 +155,7 @@ class TursoSessionStore:
         remote_prev: dict[str, Any] | None = None
         remote_seq = 0
         fold = main
+        known = True  # what the remote holds under the key is known (or irrelevant)
         if self._cloud and key not in self._seen:
             # The writer's replica holds only what this process wrote. What other machines
             # pushed under the key comes first: new entries get a ``seq`` after theirs (a
@@ -172,7 +173,7 @@ class TursoSessionStore:
                     nothing,
                 )
             except Exception:
-                fold = False
+                fold = known = False
 
         def write(conn: Any) -> None:
             mtime = sql.now_ms()
@@ -198,7 +199,7 @@ class TursoSessionStore:
                 sql.upsert_summary(conn, project_key, summary)
 
         self._write(write)
-        if fold or not main:
+        if known:
             self._seen.add(key)
 
     def _write(self, fn: Callable[[Any], None]) -> None:

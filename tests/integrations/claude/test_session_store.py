@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,31 @@ def test_the_same_uuid_appended_on_two_machines_lands_once(
         ("dup", 1),
         ("sub-dup", 1),
     ]
+
+
+def test_a_session_resumed_where_the_clock_is_behind_sorts_after_its_history(
+    cloud: SyncServer, stores: list[TursoSessionStore]
+) -> None:
+    """``seq`` comes from the appending machine's clock; one an hour behind the machine that
+    wrote the history still appends after it (the first append to a key reads the remote's
+    last ``seq``)."""
+    a = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    b = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    stores.extend([a, b])
+    a._last_seq = time.time_ns() + 3600 * 10**9  # A's clock is an hour ahead of B's
+    sub = {**KEY, "subpath": "subagents/agent-s1"}
+
+    async def run() -> tuple[Any, Any]:
+        await a.append(KEY, [entry(1, "a1"), entry(2)])  # type: ignore[arg-type]
+        await a.append(sub, [entry(1, "s1")])  # type: ignore[arg-type]
+        await b.append(KEY, [entry(3, "b3")])  # type: ignore[arg-type]
+        await b.append(KEY, [entry(4)])  # type: ignore[arg-type]
+        await b.append(sub, [entry(2, "s2")])  # type: ignore[arg-type]
+        return await b.load(KEY), await b.load(sub)  # type: ignore[arg-type]
+
+    loaded, loaded_sub = asyncio.run(run())
+    assert [e["n"] for e in loaded] == [1, 2, 3, 4]
+    assert [e["n"] for e in loaded_sub] == [1, 2]
 
 
 def log_session_rows(sid: str) -> None:
