@@ -1,8 +1,23 @@
-"""SQL and encoding of the session store's tables (``transcript_entries``, ``transcript_summaries``).
+"""SQL and encoding of the session store's tables (``transcript_lines``, ``transcript_summaries``,
+and ``transcript_entries``: rows appended before schema version 6, read but never added to).
 
 Free of ``claude_agent_sdk`` so that the query API and ``cpl`` can read stored transcripts
 without the SDK installed. Entries are stored verbatim (no truncation, no redaction): a
 transcript must load back deep-equal for the SDK to resume it.
+
+Why a row's ``id`` is its key and ``uuid`` (``row_id``), measured against ``tursodb
+--sync-server`` with pyturso 0.8.3: a push sends the replica's changes as SQL in one
+``/v2/pipeline`` batch, ``BEGIN IMMEDIATE``, one ``INSERT ... ON CONFLICT(<primary key>) DO
+UPDATE SET <every column>`` per inserted row, the client's last change id, ``COMMIT``, each step
+after ``BEGIN`` run only inside the transaction. Before version 6, two machines appending the
+same entry stored it under two ids; the second push's insert then broke the unique ``uuid``
+index: that one statement failed, the transaction stayed open and the rest of the batch (other
+rows, the change id, ``COMMIT``) was applied, so the push reported an error (``append`` raised)
+and the next one went on after it, the duplicate dropped. Nothing wedged and nothing else was
+lost, but only by that partial apply. Now the second copy has the same ``id``: its upsert
+rewrites the row in place and the push succeeds (the later push's ``seq`` and ``mtime`` win).
+The speed is the same choice: the primary key is the ``uuid`` constraint, so the table has one
+secondary index (the key and ``seq``) where ``transcript_entries`` has three.
 """
 
 from __future__ import annotations
@@ -235,14 +250,66 @@ def upsert_summary(conn: Any, project_key: str, summary: dict[str, Any]) -> None
     )
 
 
-def delete_key(conn: Any, project_key: str, session_id: str, subpath: str | None) -> None:
-    """A main key (``subpath`` None) takes its subagent transcripts and summary with it."""
-    legacy, current = tables(conn)
-    where = "project_key = ? AND session_id = ?"
-    args: tuple[str, ...] = (project_key, session_id)
-    if subpath is not None:
-        where, args = _KEY, (project_key, session_id, subpath)
-    for table, present in ((LEGACY, legacy), (ENTRIES, current)):
+@dataclass(frozen=True)
+class RowRef:
+    """A stored row's table and ``(id, project_key, session_id, subpath, seq, mtime)``."""
+
+    table: str
+    values: tuple[Any, ...]
+
+
+def _where_key(
+    project_key: str, session_id: str, subpath: str | None
+) -> tuple[str, tuple[str, ...]]:
+    if subpath is None:  # a main key: its subagent transcripts too
+        return "project_key = ? AND session_id = ?", (project_key, session_id)
+    return _KEY, (project_key, session_id, subpath)
+
+
+def rows_of(conn: Any, project_key: str, session_id: str, subpath: str | None) -> list[RowRef]:
+    """The rows ``delete_key`` deletes (``subpath`` None: the main key and its subkeys)."""
+    where, args = _where_key(project_key, session_id, subpath)
+    found: list[RowRef] = []
+    for table, present in zip((LEGACY, ENTRIES), tables(conn)):
+        if present:
+            rows = conn.execute(
+                f"SELECT id, project_key, session_id, subpath, seq, mtime FROM {table}"
+                f" WHERE {where}",
+                args,
+            ).fetchall()
+            found += [RowRef(table, tuple(r)) for r in rows]
+    return found
+
+
+def delete_key(
+    conn: Any,
+    project_key: str,
+    session_id: str,
+    subpath: str | None,
+    elsewhere: Sequence[RowRef] | None = None,
+) -> None:
+    """A main key (``subpath`` None) takes its subagent transcripts and summary with it.
+
+    ``elsewhere``: cloud mode, the rows the remote holds (``rows_of`` on a pulled replica).
+    The writer's replica holds only this process's rows and a push replays a delete per row
+    it deleted, so the others are first put in as placeholders (an empty ``entry``, no
+    ``uuid``) in the same transaction: the remote applies their upsert, then their delete.
+    The summary likewise."""
+    where, args = _where_key(project_key, session_id, subpath)
+    if elsewhere is not None:
+        for ref in elsewhere:
+            conn.execute(
+                f"INSERT OR IGNORE INTO {ref.table} (id, project_key, session_id, subpath, seq,"
+                " mtime, entry) VALUES (?, ?, ?, ?, ?, ?, '')",
+                ref.values,
+            )
+        if subpath is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO transcript_summaries (project_key, session_id, mtime,"
+                " data) VALUES (?, ?, 0, '{}')",
+                (project_key, session_id),
+            )
+    for table, present in zip((LEGACY, ENTRIES), tables(conn)):
         if present:
             conn.execute(f"DELETE FROM {table} WHERE {where}", args)
     if subpath is None:

@@ -121,9 +121,14 @@ class TursoSessionStore:
     async def delete(self, key: SessionKey) -> None:
         """A main key takes its subagent transcripts and summary with it."""
         project_key, session_id, subpath = _key(key)
+        elsewhere: list[sql.RowRef] | None = None
+        if self._cloud:  # what other machines pushed, to be deleted as well (see delete_key)
+            elsewhere = await asyncio.to_thread(
+                self._read, lambda c: sql.rows_of(c, project_key, session_id, subpath or None), []
+            )
 
         def delete(conn: Any) -> None:
-            sql.delete_key(conn, project_key, session_id, subpath or None)
+            sql.delete_key(conn, project_key, session_id, subpath or None, elsewhere)
 
         await asyncio.to_thread(self._write, delete)
         self._seen = {k for k in self._seen if k[:2] != (project_key, session_id)}

@@ -283,6 +283,39 @@ def test_a_session_resumed_where_the_clock_is_behind_sorts_after_its_history(
     assert [e["n"] for e in loaded_sub] == [1, 2]
 
 
+def test_delete_on_another_machine_deletes_what_the_first_pushed(
+    cloud: SyncServer, stores: list[TursoSessionStore]
+) -> None:
+    """B's replica holds none of A's rows; B's delete removes them from the remote all the
+    same, with the subagent transcripts and the summary."""
+    a = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    b = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    stores.extend([a, b])
+    sub = {**KEY, "subpath": "subagents/agent-s1"}
+    keep = {"project_key": "proj", "session_id": "kept"}
+
+    async def run() -> tuple[Any, ...]:
+        await a.append(KEY, [entry(1, "a1"), entry(2)])  # type: ignore[arg-type]
+        await a.append(sub, [entry(1, "s1")])  # type: ignore[arg-type]
+        await a.append(keep, [entry(1, "k1")])  # type: ignore[arg-type]
+        await b.append(KEY, [entry(3, "b3")])  # type: ignore[arg-type]
+        await b.delete(KEY)  # type: ignore[arg-type]
+        return (
+            await a.load(KEY),  # type: ignore[arg-type]
+            await a.load(sub),  # type: ignore[arg-type]
+            await a.list_sessions("proj"),
+            await a.list_session_summaries("proj"),
+        )
+
+    loaded, loaded_sub, sessions, summaries = asyncio.run(run())
+    assert loaded is None and loaded_sub is None
+    assert [s["session_id"] for s in sessions] == ["kept"]
+    assert [s["session_id"] for s in summaries] == ["kept"]
+    assert db_query_server(cloud, f"SELECT session_id, COUNT(*) FROM {sql.ENTRIES} GROUP BY 1") == [
+        ("kept", 1)
+    ]
+
+
 def log_session_rows(sid: str) -> None:
     lg = cpl.ConversationLogger()
     lg.start_session(cpl.SessionInfo(id=sid, agent_type="planning", model="m"))
