@@ -1,8 +1,13 @@
 """Cloud reads (issue 15): ``cpl sessions`` as a process against ``tursodb --sync-server``
 holding N realistic sessions (``realistic.py``, pushed by the logger in cloud mode).
 
-* first: a machine that never read this database (an empty replica directory): the read
-  replica is filled by a pull of the whole database.
+* first: a machine that never read this database (an empty replica directory), with the
+  threshold set so that the read replica is filled by a pull of the whole database.
+* first_remote: the same first read answered on the remote (``CPL_REMOTE_READ_THRESHOLD=0``:
+  a big remote and no replica yet), no replica filled. ``extra.first_read`` has, for this and
+  for the full pull, the bytes received, and for in-process reads answered on the remote
+  (``list_sessions``, ``get_session``, ``search_sessions``, ``usage_summary``) their time,
+  bytes and round trips.
 * unchanged: the next command, nothing new on the remote (the persistent read replica is
   reused; its pull brings nothing). Target < 300 ms.
 * after 100: 100 new sessions pushed by another client, then the next command (its pull brings
@@ -33,6 +38,7 @@ from common import (
 from realistic import log_session, session_payload
 
 TARGET_UNCHANGED_MS = 300.0
+NEVER_REMOTE = str(10**15)  # a threshold no database reaches: the first read pulls everything
 
 
 def _push(url: str, root: Path, first: int, count: int) -> None:
@@ -66,11 +72,48 @@ def _cpl(url: str, replicas: Path, env: dict[str, str], cwd: str) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def _remote_first_reads(url: str, replicas: Path) -> dict[str, Any]:
+    """Reads answered on the remote (nothing on this machine): time, bytes, round trips."""
+    from claude_parallel_logging.query import (
+        get_session,
+        list_sessions,
+        search_sessions,
+        usage_summary,
+    )
+
+    client = cloud_client(url, replicas, remote_read_threshold=0)
+    store: Any = client.reader()
+    out: dict[str, Any] = {}
+    try:
+        page = list_sessions(limit=50, client=client)
+        reads = {
+            "list_sessions": lambda: list_sessions(limit=50, client=client),
+            "get_session": lambda: get_session(page[len(page) // 2].id, client=client),
+            "search_sessions_rare": lambda: search_sessions("zq-absent", client=client),
+            "search_sessions_common": lambda: search_sessions("the", client=client),
+            "usage_summary_model": lambda: usage_summary("model", client=client),
+        }
+        for name, read in reads.items():
+            b0, r0 = store.remote_bytes, store.remote_requests
+            t0 = time.perf_counter()
+            read()
+            out[name] = {
+                "ms": round((time.perf_counter() - t0) * 1000, 1),
+                "bytes": store.remote_bytes - b0,
+                "round_trips": store.remote_requests - r0,
+            }
+        out["remote_size_bytes"] = store.remote_size
+        out["replica_files"] = sorted(p.name for p in replicas.rglob("*.db"))
+    finally:
+        client.shutdown(30)
+    return out
+
+
 def _pulled(url: str, replicas: Path) -> int | None:
     """Bytes the pull of one in-process read downloads (the same persistent replicas)."""
     from claude_parallel_logging import list_sessions
 
-    client = cloud_client(url, replicas)
+    client = cloud_client(url, replicas, remote_read_threshold=10**15)
     try:
         list_sessions(limit=50, client=client)
         return client.reader().last_pull_bytes  # type: ignore[no-any-return]
@@ -84,9 +127,15 @@ def _one_size(n: int, reps: int, binary: str, env: dict[str, str]) -> list[Resul
         with sync_server(binary, root) as server:
             _push(server.url, root, 0, n)
             db_mb = sum(p.stat().st_size for p in root.glob("server.db*")) / 1e6
-            first, unchanged, after = [], [], []
+            first, first_remote, unchanged, after = [], [], [], []
             extra: dict[str, Any] = {"sessions": n, "server_db_mb": round(db_mb, 1)}
+            remote_env = {**env, "CPL_REMOTE_READ_THRESHOLD": "0"}
+            env = {**env, "CPL_REMOTE_READ_THRESHOLD": NEVER_REMOTE}
             for rep in range(reps):
+                fresh_remote = root / f"remote-readers-{rep}"
+                first_remote.append(_cpl(server.url, fresh_remote, remote_env, tmp))
+                if list(fresh_remote.rglob("read-*.db")):
+                    raise RuntimeError("a read answered on the remote filled a read replica")
                 replicas = root / f"readers-{rep}"
                 first.append(_cpl(server.url, replicas, env, tmp))
                 unchanged += [_cpl(server.url, replicas, env, tmp) for _ in range(5)]
@@ -97,9 +146,11 @@ def _one_size(n: int, reps: int, binary: str, env: dict[str, str]) -> list[Resul
             extra["after_100_pull_bytes"] = _pulled(server.url, root / "readers-0")
             fresh = root / "readers-fresh"
             extra["first_pull_bytes"] = _pulled(server.url, fresh)
+            extra["first_read_remote"] = _remote_first_reads(server.url, root / "remote-fresh")
     tag = f"cloud_read.{n}"
     return [
         summarize(f"{tag}.first", "ms", first, target="information", extra=extra),
+        summarize(f"{tag}.first_remote", "ms", first_remote, target="information"),
         summarize(
             f"{tag}.unchanged",
             "ms",

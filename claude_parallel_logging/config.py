@@ -89,6 +89,10 @@ class Settings:
     push_interval: float = 5.0
     shutdown_timeout: float = 5.0
     lock_timeout: float = 2.0
+    # Cloud mode: a read on a machine with no read replica yet is answered on the remote when
+    # the remote database holds at least this many bytes (below, pulling all of it is cheap and
+    # makes later reads local).
+    remote_read_threshold: int = 64 * 1024 * 1024
     redact: Redactor | None = None
     redact_defaults: bool = True
 
@@ -112,8 +116,27 @@ class Settings:
             f"Settings(config={self.config!r}, replica_dir={self.replica_dir!r}, "
             f"flush_interval={self.flush_interval}, batch_size={self.batch_size}, "
             f"queue_capacity={self.queue_capacity}, max_payload_chars={self.max_payload_chars}, "
-            f"push_interval={self.push_interval})"
+            f"push_interval={self.push_interval}, "
+            f"remote_read_threshold={self.remote_read_threshold})"
         )
+
+
+def byte_size(text: str) -> int:
+    """``"67108864"``, ``"64MB"``, ``"64M"``, ``"1.5GB"`` or ``"0"`` as bytes (K, M, G: powers
+    of 1024)."""
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    factor = 1
+    for suffix, size in (("K", 1024), ("M", 1024**2), ("G", 1024**3), ("T", 1024**4)):
+        if raw.endswith(suffix):
+            raw, factor = raw[: -len(suffix)], size
+            break
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(f"not a size in bytes: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"not a size in bytes: {text!r}")
+    return int(value * factor)
 
 
 _lock = threading.Lock()
@@ -127,7 +150,9 @@ _TUNING_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_payload_chars": ("CPL_MAX_PAYLOAD_CHARS", int),
     "push_interval": ("CPL_PUSH_INTERVAL", float),
     "shutdown_timeout": ("CPL_SHUTDOWN_TIMEOUT", float),
+    "remote_read_threshold": ("CPL_REMOTE_READ_THRESHOLD", byte_size),
 }
+
 
 _UNSET: Any = object()
 
@@ -144,6 +169,7 @@ def configure(
     push_interval: float = _UNSET,
     shutdown_timeout: float = _UNSET,
     lock_timeout: float = _UNSET,
+    remote_read_threshold: int = _UNSET,
     redact: Redactor | None = _UNSET,
     redact_defaults: bool = _UNSET,
 ) -> None:
@@ -188,6 +214,9 @@ def _validate(given: dict[str, Any]) -> None:
     for key in ("batch_size", "queue_capacity", "max_payload_chars"):
         if key in given and not (isinstance(given[key], int) and given[key] >= 1):
             raise ValueError(f"{key} must be a positive integer, got {given[key]!r}")
+    threshold = given.get("remote_read_threshold", 0)
+    if not (isinstance(threshold, int) and not isinstance(threshold, bool) and threshold >= 0):
+        raise ValueError(f"remote_read_threshold must be a number of bytes >= 0, got {threshold!r}")
     url = given.get("database_url")
     if url is not None:
         if not isinstance(url, str):

@@ -105,3 +105,34 @@ def test_token_in_the_url_never_shown_by_repr() -> None:
     text = repr(cfg) + repr(cpl.TursoClient(cfg))
     assert "eyJ" not in text and "hidden" not in text and "tok-123456" not in text
     assert "libsql://db.turso.io" in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("0", 0), ("1048576", 1 << 20), ("64MB", 64 << 20), ("64M", 64 << 20), ("64 MiB", 64 << 20),
+     ("1.5GB", 3 << 29), ("512k", 512 << 10)],
+)  # fmt: skip
+def test_remote_read_threshold_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: int
+) -> None:
+    from claude_parallel_logging.config import get_settings
+
+    assert get_settings().remote_read_threshold == 64 << 20  # the default
+    monkeypatch.setenv("CPL_REMOTE_READ_THRESHOLD", raw)
+    assert get_settings().remote_read_threshold == expected
+
+
+def test_a_bad_remote_read_threshold_is_refused_or_ignored(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from claude_parallel_logging.config import get_settings
+
+    with pytest.raises(ValueError, match="remote_read_threshold"):
+        cpl.configure(remote_read_threshold=-1)
+    cpl.configure(remote_read_threshold=0)
+    assert get_settings().remote_read_threshold == 0
+    cpl.reset_configuration()
+    for raw in ("lots", "-3MB", "inf"):
+        monkeypatch.setenv("CPL_REMOTE_READ_THRESHOLD", raw)
+        assert get_settings().remote_read_threshold == 64 << 20
+    assert any("ignoring CPL_REMOTE_READ_THRESHOLD" in r.getMessage() for r in caplog.records)

@@ -46,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args, out)
         stdout.flush()
+        _read_note(args, out)
         return code
     except (UsageError, InvalidCursor) as exc:  # argparse checked the rest; same format
         out.error(str(exc), prog=f"{parser.prog} {args.command}")
@@ -63,6 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         out.error(f"{type(exc).__name__}: {one_line(exc)}")
     return EXIT_ERROR
+
+
+def _read_note(args: argparse.Namespace, out: Output) -> None:
+    """One line on stderr when reads were answered on the remote rather than a local replica
+    (slower per read, and how to get a replica)."""
+    client = getattr(args, "resolved_client", None)
+    note = client.reader().read_note() if client is not None else None
+    if note:
+        out.note(note)
 
 
 def _secrets(args: argparse.Namespace | None, argv: Sequence[str]) -> list[str]:

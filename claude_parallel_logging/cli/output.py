@@ -181,6 +181,11 @@ class Output:
         text = " ".join(self.scrub(message).split())
         self.stderr.write(f"{prog}: error: {text}\n")
 
+    def note(self, message: str, prog: str = PROG) -> None:
+        """A remark on stderr (results stay alone on stdout, ``--json`` included)."""
+        text = " ".join(self.scrub(message).split())
+        self.stderr.write(f"{prog}: note: {text}\n")
+
     def table(
         self,
         columns: Sequence[Column],

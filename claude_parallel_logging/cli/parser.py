@@ -27,7 +27,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("search", "find sessions containing a text"),
     ("stats", "usage figures per agent, model or day"),
     ("ui", "browse the logs in a web browser (local, read-only)"),
-    ("sync", "push what is pending to the remote"),
+    ("sync", "push what is pending to the remote and bring the local read replica up to date"),
     ("doctor", "check configuration and database"),
     (
         "reindex",
@@ -130,6 +130,8 @@ def build_parser(
     common = _common(Parser, False)
     chosen = None if argv is None else chosen_command(argv)
     for name, help_text in COMMANDS:
+        if chosen is not None and name != chosen:
+            continue  # each subparser costs ~1 ms of argparse set-up: only the one run is built
         p = sub.add_parser(name, parents=[common], help=help_text)
         if argv is None or name == chosen:
             command = command_module(name)

@@ -3,7 +3,8 @@
 The one module of the read path that reaches the write path's client, configuration, store and
 schema: every other ``query`` module reads through ``reading``. In local mode a read opens the
 file briefly (other processes wait for its lock); in cloud mode it reads a replica pulled from
-the remote first.
+the remote first, or, while this machine has no replica of a big remote, sends its statements
+to the remote (``answered_remotely``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..storage.local import LocalStore
 
 __all__ = [
     "TursoClient",
+    "answered_remotely",
     "check_readable",
     "database_identity",
     "database_label",
@@ -61,14 +63,17 @@ def database_identity(client: TursoClient | None) -> str:
 
 
 @contextmanager
-def reading(client: TursoClient | None, *, missing_ok: bool = False) -> Iterator[Any | None]:
+def reading(
+    client: TursoClient | None, *, missing_ok: bool = False, allow_remote: bool = True
+) -> Iterator[Any | None]:
     """A connection, or ``None`` when there is nothing to read yet (an empty file or remote).
 
     A missing local file is not created (a typo in a path must not leave databases around) and
     is an error, as in ``cpl``: an empty result would hide the typo (``missing_ok``: ``None``).
     A file this user may read but not write (another user's file, a read-only mount) is read
     from a private snapshot copy: pyturso opens every database read-write and has no read-only
-    mode.
+    mode. ``allow_remote=False``: in cloud mode always a read replica (for work that reads
+    every row, such as building the derived indexes).
     """
     resolved = resolve(client)
     store = resolved.reader()
@@ -89,9 +94,16 @@ def reading(client: TursoClient | None, *, missing_ok: bool = False) -> Iterator
         yield conn
 
 
+def answered_remotely(conn: Any) -> bool:
+    """Whether ``conn``'s statements run on the remote (``storage/hrana.py``): the derived
+    indexes, built from the whole database, are not built through it (the remote's own SQL
+    answers instead)."""
+    return bool(getattr(conn, "answers_remotely", False))
+
+
 @contextmanager
 def _open_read(store: Any, label: str) -> Iterator[Any | None]:
-    ctx = store.read()
+    ctx = store.read(allow_remote=True)
     try:
         conn = ctx.__enter__()
     except Exception as exc:

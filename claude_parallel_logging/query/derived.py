@@ -1,6 +1,13 @@
 """What the derived read indexes (``search_index``, ``rollups``) share: where their files live
 (the user's cache directory, keyed by the database's identity, since the database's own
-directory may be read-only), how long a finished session's rows are still re-read, removal."""
+directory may be read-only), how they learn which rows changed, removal.
+
+They read new rows by rowid, and rows updated since by the ``row_changes`` journal (schema
+migration 7: the writer adds an entry for every row it updates), by rowid too, so no change is
+missed however late it comes. A database without the journal (a remote that no writer of schema
+version 7 has written to yet) cannot tell its updates: the derived indexes are not used on it
+(``Unjournaled``), and reads use the tables as before them.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +15,17 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-# A finished session's rows are re-read this long after it was seen finished (or after its
-# ``ended_at``): updates that arrive late (a reconcile after the turn went idle) are caught.
-GRACE_SECONDS = 900.0
-# A running session with a tool started less than this long ago is not quiet (the tool's end
-# updates its row); a tool "running" for longer was most likely left so by a dead process.
-TOOL_GRACE_SECONDS = 6 * 3600.0
+from ..schema.tables import JOURNAL
+
+# the tables by their ``row_changes.tbl`` (migration 7)
+JOURNAL_TABLES = tuple(sorted(JOURNAL, key=JOURNAL.__getitem__))
+
+
+class Unjournaled(Exception):
+    """The database has no ``row_changes`` journal: a derived index cannot see its updates."""
 
 
 def cache_dir() -> Path:
@@ -40,19 +48,6 @@ def derived_path(kind: str, identity: str) -> Path:
 def disabled() -> bool:
     """``CPL_DERIVED_INDEXES=off`` reads the tables only, as before the derived indexes."""
     return os.environ.get("CPL_DERIVED_INDEXES", "").strip().lower() in ("off", "0", "no", "false")
-
-
-def recent(ended: Any, now: float) -> bool:
-    """Whether a session ended less than ``GRACE_SECONDS`` ago (or when that cannot be told)."""
-    if not isinstance(ended, str):
-        return True
-    try:
-        at = datetime.fromisoformat(ended.replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return now - at.timestamp() < GRACE_SECONDS
 
 
 def chunks(items: Sequence[Any], size: int = 400) -> Iterator[Sequence[Any]]:
@@ -124,56 +119,28 @@ def first_session(main: Any) -> str | None:
     return None if row is None else f"{row[0]}:{row[1]}"
 
 
-def _epoch(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
+def journal_top(main: Any) -> int:
+    """The last rowid of the ``row_changes`` journal (0: empty); ``Unjournaled`` without it."""
     try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
+        row = main.execute("SELECT MAX(rowid) FROM row_changes").fetchone()
+    except Exception as exc:  # pyturso raises its own error types for a missing table
+        if main.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'row_changes'"
+        ).fetchone():
+            raise
+        raise Unjournaled(
+            "the database has no row_changes journal (schema version < 7; a logger of this"
+            " version upgrades it): reads use the tables"
+        ) from exc
+    return int(row[0] or 0)
 
 
-def quiet_sessions(main: Any, ids: Sequence[str], now: float) -> set[str]:
-    """Of these running sessions, those that wrote nothing (no message, no tool started or
-    ended) for ``GRACE_SECONDS`` and have no tool running for less than
-    ``TOOL_GRACE_SECONDS``: left running by a process that died, most likely. Their rows are no
-    longer re-read (new rows, or the session ending, wake them)."""
-    out: set[str] = set()
-    for part in chunks(list(ids)):
-        marks = ", ".join("?" for _ in part)
-        last: dict[str, float] = {}
-        busy: set[str] = set()
-
-        def seen(sid: Any, *times: Any, last: dict[str, float] = last) -> None:
-            for t in times:
-                at = _epoch(t)
-                if at is not None and at > last.get(str(sid), float("-inf")):
-                    last[str(sid)] = at
-
-        for sid, started in main.execute(
-            f"SELECT id, started_at FROM sessions WHERE id IN ({marks})", tuple(part)
-        ).fetchall():
-            seen(sid, started)
-        for sid, created in main.execute(
-            f"SELECT session_id, MAX(created_at) FROM messages WHERE session_id IN ({marks})"
-            " GROUP BY session_id",
-            tuple(part),
-        ).fetchall():
-            seen(sid, created)
-        for sid, started, ended, running_since in main.execute(
-            "SELECT session_id, MAX(started_at), MAX(ended_at),"
-            " MAX(CASE WHEN status = 'running' THEN started_at END)"
-            f" FROM tool_executions WHERE session_id IN ({marks}) GROUP BY session_id",
-            tuple(part),
-        ).fetchall():
-            seen(sid, started, ended)
-            since = _epoch(running_since)
-            if since is not None and now - since < TOOL_GRACE_SECONDS:
-                busy.add(str(sid))
-        out.update(
-            sid
-            for sid in part
-            if sid not in busy and sid in last and now - last[sid] >= GRACE_SECONDS
-        )
-    return out
+def changed_rows(main: Any, after: int, limit: int) -> list[tuple[int, int, str]]:
+    """(journal rowid, tbl, row id) of the journal entries after ``after``, oldest first."""
+    return [
+        (int(r[0]), int(r[1]), str(r[2]))
+        for r in main.execute(  # ORDER BY rowid: a range, not a scan, in pyturso
+            "SELECT rowid, tbl, row_id FROM row_changes WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after, limit),
+        ).fetchall()
+    ]

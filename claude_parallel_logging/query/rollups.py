@@ -8,8 +8,8 @@ tables. It holds:
 
 * ``sm``/``tm``: each session's and each tool execution's figures as last read (tokens, cost in
   whole nano-dollars computed by the engine exactly as the table query does, status, wall and
-  reported durations, tool durations), re-read for every session that got new rows or is
-  *open* (running, or finished less than ``GRACE_SECONDS`` ago);
+  reported durations, tool durations), read again for every session that got new rows or whose
+  rows the ``row_changes`` journal names (``derived.py``);
 * ``c``/``tc``: sums and counts per (day, agent type, model) and per (day, tool name), kept equal
   to the sum of ``sm``/``tm`` (a row's old contribution is subtracted when it is re-read);
 * ``h``: counts per log-spaced bucket (ratio ``GAMMA``) of tool, wall and reported durations, per
@@ -35,20 +35,21 @@ from typing import Any
 
 from .._log import RateLimitedWarning
 from .derived import (
-    GRACE_SECONDS,
+    JOURNAL_TABLES,
     DerivedFile,
+    Unjournaled,
+    changed_rows,
     chunks,
     derived_path,
     file_size,
     first_session,
-    quiet_sessions,
-    recent,
+    journal_top,
     remove_index,
 )
 from .sql import NANO
 from .times import duration_ms
 
-FIGURES_VERSION = 4
+FIGURES_VERSION = 5  # 5: updates from the row_changes journal (4 re-read open sessions)
 LEVELS = 7  # blocks of 1, 2, 4, ... 64 days
 GAMMA = 1.05
 _LOG_GAMMA = math.log(GAMMA)
@@ -65,12 +66,9 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sm (id TEXT PRIMARY KEY, started_at TEXT, day TEXT,"
     " canon INTEGER NOT NULL, agent_type TEXT, model TEXT, status TEXT, itok INTEGER,"
     " otok INTEGER, cread INTEGER, ccreate INTEGER, cost_nano INTEGER, wall REAL,"
-    " wall_b INTEGER, agent REAL, agent_b INTEGER, open INTEGER NOT NULL, finished_seen REAL,"
-    " active_at REAL)",
+    " wall_b INTEGER, agent REAL, agent_b INTEGER)",
     "CREATE INDEX IF NOT EXISTS sm_started ON sm(started_at)",
     "CREATE INDEX IF NOT EXISTS sm_loose ON sm(canon, started_at)",
-    "CREATE INDEX IF NOT EXISTS sm_open ON sm(open) WHERE open = 1",
-    "CREATE INDEX IF NOT EXISTS sm_running ON sm(id) WHERE status = 'running'",
     # a percentile reads one bucket of one group: (group column, bucket) finds it, and the
     # index alone holds what is filtered and read
     *(
@@ -110,8 +108,7 @@ _SCHEMA = (
 C_COLS = ("sessions", "completed", "errors", "running", "itok", "otok", "cread", "ccreate",
            "cost_nano", "tools", "tools_running", "tool_errors")  # fmt: skip
 _SM_COLS = ("id", "started_at", "day", "canon", "agent_type", "model", "status", "itok", "otok",
-            "cread", "ccreate", "cost_nano", "wall", "wall_b", "agent", "agent_b", "open",
-            "finished_seen", "active_at")  # fmt: skip
+            "cread", "ccreate", "cost_nano", "wall", "wall_b", "agent", "agent_b")  # fmt: skip
 
 
 class FiguresUnavailable(Exception):
@@ -153,27 +150,6 @@ def blocks(first: str, last: str) -> list[tuple[int, int]]:
     return out
 
 
-def _state(
-    status: Any, ended: Any, old: Sequence[Any] | None, now: float, active: bool, quiet: bool
-) -> tuple[int, float | None, float | None]:
-    """(open, finished_seen, active_at): whether a session's rows are still re-read. Running:
-    yes, unless it went quiet (see ``quiet_sessions``); finished: for ``GRACE_SECONDS`` after
-    it was first seen finished (or after its end)."""
-    if status == "running":
-        last = None if old is None else old[18]
-        if quiet:
-            return 0, None, last
-        if active or last is None or now - float(last) >= GRACE_SECONDS:
-            return 1, None, now
-        return 1, None, float(last)
-    if old is None:
-        seen = now if recent(ended, now) else None
-    else:
-        seen = old[17] if old[17] is not None else (now if old[16] else None)
-    is_open = recent(ended, now) or (seen is not None and now - float(seen) < GRACE_SECONDS)
-    return int(is_open), seen if is_open else None, None
-
-
 def rollups_path(identity: str) -> Path:
     return derived_path("rollups", identity)
 
@@ -190,6 +166,8 @@ class FiguresState:
 
     def describe(self) -> str:
         """One line for ``cpl doctor``."""
+        if self.error is not None and not self.exists:
+            return f"not used: {self.error}"
         if self.error is not None:
             return f"{self.path} unusable ({self.error}): figures are read from the tables"
         if not self.exists:
@@ -262,21 +240,24 @@ class Figures(DerivedFile):
         budget_s: float | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> bool:
-        """Build (within ``budget_s``), then re-read the sessions that got new rows and the open
-        ones. Returns whether the figures are complete."""
+        """Build (within ``budget_s``), then re-read the sessions that got new rows or whose
+        rows changed (the journal). Returns whether the figures are complete. ``Unjournaled``:
+        the database cannot say which rows changed."""
         deadline = None if budget_s is None else time.monotonic() + budget_s
-        if not self._same_database(main):
+        journal = journal_top(main)
+        if not self._same_database(main, journal):
             with self.transaction():
                 for table in ("meta", "sm", "tm", "c", "tc", "h"):
                     self.db.execute(f"DELETE FROM {table}")
                 self._set_meta("version", FIGURES_VERSION)
         if not self._meta("built"):
             if self._meta("mark_sessions") is None:
-                with self.transaction():
+                with self.transaction():  # sessions are read after this: earlier changes are in
                     self._set_meta("first_session", first_session(main))
-                    for table in ("sessions", "messages", "tool_executions"):
+                    for table in JOURNAL_TABLES:
                         top = main.execute(f"SELECT MAX(rowid) FROM {table}").fetchone()[0]
                         self._set_meta(f"mark_{table}", int(top or 0))
+                    self._set_meta("mark_journal", journal)
                     self._set_meta("cursor", 0)
             for _ in range(100_000_000):
                 cursor = int(self._meta("cursor"))
@@ -287,7 +268,7 @@ class Figures(DerivedFile):
                 ).fetchall()
                 with self.transaction():
                     if rows:
-                        self._resync(main, [str(r[1]) for r in rows], set())
+                        self._resync(main, [str(r[1]) for r in rows])
                         self._set_meta("cursor", int(rows[-1][0]))
                     else:
                         self._set_meta("built", 1)
@@ -299,8 +280,7 @@ class Figures(DerivedFile):
                     return False
         with self.transaction():
             touched: dict[str, None] = {}
-            for table, key in (("sessions", "id"), ("messages", "session_id"),
-                               ("tool_executions", "session_id")):  # fmt: skip
+            for table, key in zip(JOURNAL_TABLES, ("id", "session_id", "session_id")):
                 mark = int(self._meta(f"mark_{table}"))
                 top = mark
                 for rowid, sid in main.execute(  # ORDER BY: else pyturso scans an index
@@ -309,39 +289,39 @@ class Figures(DerivedFile):
                     touched[str(sid)] = None
                     top = max(top, int(rowid))
                 self._set_meta(f"mark_{table}", top)
-            opened = {str(sid) for (sid,) in self.db.execute("SELECT id FROM sm WHERE open = 1")}
-            quiet = {
-                str(sid)
-                for (sid,) in self.db.execute(
-                    "SELECT id FROM sm INDEXED BY sm_running WHERE status = 'running' AND open = 0"
-                )
-            }
-            running = {
-                str(sid)
-                for (sid,) in main.execute("SELECT id FROM sessions WHERE status = 'running'")
-            }
-            # new rows, open sessions, quiet ones that ended, finished ones running again
-            check = dict.fromkeys([*touched, *opened, *(quiet - running),
-                                   *(running - opened - quiet)])  # fmt: skip
-            for part in chunks(list(check), BUILD_CHUNK):
-                self._resync(main, part, set(touched))
+            entries = changed_rows(main, int(self._meta("mark_journal")), 1 << 62)
+            named: dict[int, dict[str, None]] = {}
+            for _, tbl, rid in entries:
+                named.setdefault(tbl, {})[rid] = None
+            touched.update(named.get(0, {}))
+            for tbl in (1, 2):
+                for part in chunks(list(named.get(tbl, ()))):
+                    for (sid,) in main.execute(
+                        f"SELECT session_id FROM {JOURNAL_TABLES[tbl]}"
+                        f" WHERE id IN ({', '.join('?' for _ in part)})",
+                        tuple(part),
+                    ).fetchall():
+                        touched[str(sid)] = None
+            if entries:
+                self._set_meta("mark_journal", entries[-1][0])
+            for part in chunks(list(touched), BUILD_CHUNK):
+                self._resync(main, part)
         return True
 
-    def _same_database(self, main: Any) -> bool:
+    def _same_database(self, main: Any, journal: int) -> bool:
         known = self._meta("first_session")
         if self._meta("mark_sessions") is None:
             return True
-        if known != first_session(main):
+        if known != first_session(main) or journal < int(self._meta("mark_journal")):
             return False
-        for table in ("sessions", "messages", "tool_executions"):
+        for table in JOURNAL_TABLES:
             top = main.execute(f"SELECT MAX(rowid) FROM {table}").fetchone()[0]
             if int(top or 0) < int(self._meta(f"mark_{table}")):
                 return False
         return True
 
-    def _resync(self, main: Any, ids: Sequence[str], touched: set[str]) -> None:
+    def _resync(self, main: Any, ids: Sequence[str]) -> None:
         """Read these sessions' figures again and move their contributions to what they are."""
-        now = time.time()
         marks = ", ".join("?" for _ in ids)
         sessions = {
             str(r[0]): r
@@ -385,13 +365,6 @@ class Figures(DerivedFile):
                     "SELECT tool_name, status, duration, bucket FROM tm WHERE session_id = ?",
                     (sid,),
                 ).fetchall()
-        stale = [
-            sid for sid in ids
-            if sid in sessions and sessions[sid][4] == "running"
-            and (sid not in olds or sid not in touched)
-            and (sid not in olds or olds[sid][18] is None or now - olds[sid][18] >= GRACE_SECONDS)
-        ]  # fmt: skip
-        quiet = quiet_sessions(main, stale, now) if stale else set()
         for sid in ids:
             old = olds.get(sid)
             r = sessions.get(sid)
@@ -405,33 +378,26 @@ class Figures(DerivedFile):
             new_tools = sorted(tools.get(sid, []), key=repr)
             changed = (
                 old is None
-                or tuple(old[:16]) != figures
+                or tuple(old) != figures
                 or sorted(map(tuple, old_tools[sid]), key=repr) != new_tools
             )
-            active = old is not None and (sid in touched or changed)
-            state = _state(r[4], r[5], old, now, active, sid in quiet)
             if not changed:
-                self.db.execute(
-                    "UPDATE sm SET open = ?, finished_seen = ?, active_at = ? WHERE id = ?",
-                    (*state, sid),
-                )
                 continue
             if old is not None:
                 self._contribute(-1, old, old_tools[sid])
                 self.db.execute("DELETE FROM sm WHERE id = ?", (sid,))
                 self.db.execute("DELETE FROM tm WHERE session_id = ?", (sid,))
-            new = (*figures, *state)
             self.db.execute(
                 f"INSERT INTO sm ({', '.join(_SM_COLS)})"
                 f" VALUES ({', '.join('?' for _ in _SM_COLS)})",
-                new,
+                figures,
             )
             self.db.executemany(
                 "INSERT INTO tm (session_id, started_at, day, canon, agent_type, model, tool_name,"
                 " status, duration, bucket) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*new[:6], *t) for t in new_tools],
+                [(*figures[:6], *t) for t in new_tools],
             )
-            self._contribute(1, new, new_tools)
+            self._contribute(1, figures, new_tools)
 
     @staticmethod
     def _figures(r: Sequence[Any], fill: tuple[Any, Any]) -> tuple[Any, ...]:
@@ -504,6 +470,8 @@ def with_figures(
 ) -> Any | None:
     """``answer(figures)`` on figures brought up to date, or ``None`` when they cannot answer
     (still being built, unusable file): the caller reads the tables."""
+    if getattr(conn, "answers_remotely", False):
+        return None  # built from every row: not through the remote (``access.answered_remotely``)
     path = rollups_path(identity)
     try:
         figures = Figures(path)
@@ -514,7 +482,7 @@ def with_figures(
         if not figures.refresh(conn, budget_s):
             return None
         return answer(figures)
-    except FiguresUnavailable:
+    except (FiguresUnavailable, Unjournaled):
         return None
     except (sqlite3.Error, OSError) as exc:
         _failed(path, exc)
@@ -555,6 +523,10 @@ def rebuild_figures(
                 if conn is None or figures.refresh(conn, SLICE_S, progress):
                     return figures.state()
         raise RuntimeError("usage rollups: too many slices")  # unreachable in practice
+    except Unjournaled as exc:
+        figures.close()
+        remove_index(path)
+        return FiguresState(str(path), False, error=str(exc))
     finally:
         figures.close()
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._log import RateLimitedWarning
-from .access import TursoClient, database_identity, reading
-from .derived import disabled, remove_index
+from .access import TursoClient, answered_remotely, database_identity, reading
+from .derived import Unjournaled, disabled, remove_index
 from .records import (
     WHERE_MESSAGE,
     WHERE_MESSAGE_TOOL_INPUT,
@@ -262,6 +262,8 @@ def search_index_state(conn: Any | None, client: TursoClient | None = None) -> I
         return IndexState(str(path), True, error=str(exc))
     try:
         return index.state(conn)
+    except Unjournaled as exc:
+        return IndexState(str(path), True, error=str(exc))
     except (sqlite3.Error, OSError) as exc:
         return IndexState(str(path), True, error=str(exc))
     finally:
@@ -279,12 +281,16 @@ def rebuild_search_index(
     index = SearchIndex(path)
     try:
         for _ in range(100_000_000):
-            with reading(client) as conn:
+            with reading(client, allow_remote=False) as conn:
                 if conn is None:
                     return index.state(None)
                 if index.refresh(conn, SLICE_S, progress):
                     return index.state(conn)
         raise RuntimeError("search index: too many slices")  # unreachable in practice
+    except Unjournaled as exc:
+        index.close()
+        remove_index(path)
+        return IndexState(str(path), False, error=str(exc))
     finally:
         index.close()
 
@@ -298,7 +304,9 @@ def _indexed(
     limit: int,
 ) -> _Found | None:
     """The same hits through the derived index; ``None`` when it cannot be used (the caller
-    scans instead)."""
+    scans instead): built from every row, it is not built through the remote."""
+    if answered_remotely(conn):
+        return None
     path = index_path(database_identity(client))
     try:
         index = SearchIndex(path)
@@ -309,6 +317,8 @@ def _indexed(
         caught_up = index.refresh(conn, REFRESH_BUDGET_S)
         tail = [] if caught_up else _unindexed_candidates(conn, index, m)
         return _walk(conn, index, m, clauses, params, limit, tail)
+    except Unjournaled:
+        return None
     except (sqlite3.Error, OSError) as exc:
         _index_failed(path, exc)
         return None
@@ -325,16 +335,27 @@ def _index_failed(path: Any, exc: BaseException) -> None:
 
 
 def _unindexed_candidates(conn: Any, index: SearchIndex, m: _Matcher) -> list[str]:
-    """Sessions whose rows beyond the index's marks match (while it catches up)."""
+    """Sessions whose rows beyond the index's marks, or changed and not read again yet, match
+    (while it catches up)."""
     marks = index.marks()
+    changed = index.unread_changes(conn)
     ids: dict[str, None] = {}
-    for table, _kind, cols in TABLES:
+    for table, kind, cols in TABLES:
         key = "id" if table == "sessions" else "session_id"
         for (sid,) in conn.execute(  # ORDER BY rowid: a range, not a scan, in pyturso
             f"SELECT {key} FROM {table} WHERE rowid > ? AND ({_match_sql(cols)}) ORDER BY rowid",
             (marks[table], *_match_params(m, cols)),
         ).fetchall():
             ids[str(sid)] = None
+        named = changed.get(kind, [])
+        for start in range(0, len(named), 400):
+            part = named[start : start + 400]
+            for (sid,) in conn.execute(
+                f"SELECT {key} FROM {table} WHERE id IN ({', '.join('?' for _ in part)})"
+                f" AND ({_match_sql(cols)})",
+                (*part, *_match_params(m, cols)),
+            ).fetchall():
+                ids[str(sid)] = None
     return list(ids)
 
 

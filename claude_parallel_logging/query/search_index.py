@@ -11,23 +11,21 @@ same code as the plain scan, so the index only has to hold a superset of the tru
   case-sensitive trigram tokenizer, so a phrase query of the lower-cased needle finds every
   row whose text contains it (needles of 1-2 characters have no trigram: the caller scans);
 * rows are never deleted from the contentless FTS table: a row updated later (a tool's output at
-  its end, a session's error, a message rewritten) gets another document, and an outdated one
-  can only propose a candidate the check then rejects. Updates are caught by re-reading the rows
-  of *open* sessions (running, finished less than ``GRACE_SECONDS`` ago, or running again) at
-  each refresh and comparing a digest of their texts; a session left running by a process that
-  died (``derived.quiet_sessions``) is not re-read until a new row or its end wakes it;
+  its end, a session's error, a message rewritten) is read again when the ``row_changes``
+  journal names it (``derived.py``) and gets another document; an outdated one can only
+  propose a candidate the check then rejects;
 * documents of one session share a rowid slot (``ordinal << DOC_BITS``), and ``sess.bound_*``
   holds the greatest ``(started_at, id)`` of the sessions up to each ordinal, so the matches,
   walked by descending rowid, give sessions roughly newest first with a proven bound on what is
   still to come: a search for a common word stops after its page.
 
-Rows beyond the refresh (a budget was exhausted while catching up) are matched by the caller
-with ``LIKE`` over those rowids, so a partly built index is still exact.
+Rows beyond the refresh (a budget was exhausted while catching up: new rows beyond the marks,
+or rows named by journal entries not read yet) are matched by the caller with ``LIKE``, so a
+partly built index is still exact.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,17 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from .derived import (
-    GRACE_SECONDS,
     DerivedFile,
+    changed_rows,
     chunks,
     derived_path,
     file_size,
     first_session,
-    quiet_sessions,
-    recent,
+    journal_top,
 )
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: updates from the row_changes journal (1 re-read open sessions)
 DOC_BITS = 20  # documents per ordinal; a session with more takes another ordinal
 CHUNK = 1000  # rows of each table per step (a step is one transaction of the index)
 MIN_NEEDLE = 3  # trigram: shorter needles cannot use the index
@@ -99,22 +96,12 @@ def document(values: Sequence[Any], cols: Sequence[tuple[str, bool]]) -> str:
     return "\n".join(parts)
 
 
-def _digest(doc: str) -> bytes:
-    return hashlib.blake2b(doc.encode("utf-8", "surrogatepass"), digest_size=12).digest()
-
-
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)",
     # ordinal: the session's rowid slot; bound_*: max (started_at, id) over ordinals <= this one.
     "CREATE TABLE IF NOT EXISTS sess (ordinal INTEGER PRIMARY KEY, session_id TEXT NOT NULL,"
-    " started_at TEXT, next_doc INTEGER NOT NULL DEFAULT 0, bound_start TEXT, bound_id TEXT,"
-    " open INTEGER NOT NULL DEFAULT 0, finished_seen REAL)",
+    " started_at TEXT, next_doc INTEGER NOT NULL DEFAULT 0, bound_start TEXT, bound_id TEXT)",
     "CREATE INDEX IF NOT EXISTS sess_by_id ON sess(session_id, ordinal)",
-    "CREATE INDEX IF NOT EXISTS sess_open ON sess(open) WHERE open = 1",
-    # digests of the indexed texts of open sessions' rows, to see which ones changed
-    "CREATE TABLE IF NOT EXISTS rowsig (kind INTEGER NOT NULL, main_rowid INTEGER NOT NULL,"
-    " session_id TEXT NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (kind, main_rowid))",
-    "CREATE INDEX IF NOT EXISTS rowsig_session ON rowsig(session_id)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5(body, content='',"
     " tokenize='trigram case_sensitive 1', columnsize=0)",
 )
@@ -135,6 +122,8 @@ class IndexState:
 
     def describe(self) -> str:
         """One line for ``cpl doctor``."""
+        if self.error is not None and not self.exists:
+            return f"not used: {self.error}"
         if self.error is not None:
             return f"{self.path} unusable ({self.error}): search scans; `cpl reindex` rebuilds it"
         if not self.exists:
@@ -151,15 +140,6 @@ class SearchIndex(DerivedFile):
     SCHEMA = _SCHEMA
     VERSION = INDEX_VERSION
 
-    def upgrade(self) -> None:
-        have = {r[1] for r in self.db.execute("PRAGMA table_info(sess)")}
-        for column in ("status TEXT", "active_at REAL"):  # added after version 1 first shipped
-            if column.split()[0] not in have:
-                self.db.execute(f"ALTER TABLE sess ADD COLUMN {column}")
-        self.db.execute(  # the quiet ones, found at every refresh without reading every session
-            "CREATE INDEX IF NOT EXISTS sess_running ON sess(session_id) WHERE status = 'running'"
-        )
-
     # -- state ------------------------------------------------------------------------------
 
     def mark(self, kind: int) -> int:
@@ -173,12 +153,15 @@ class SearchIndex(DerivedFile):
         return int(self._meta("documents") or 0)
 
     def lag(self, main: Any) -> int:
-        """Rows of the database not indexed yet."""
+        """Rows of the database not indexed yet, and journal entries not read yet."""
         total = 0
-        for table, kind, _ in TABLES:
+        ranges = [(table, self.mark(kind)) for table, kind, _ in TABLES]
+        if self._meta("journal") is not None:
+            ranges.append(("row_changes", int(self._meta("journal"))))
+        for table, mark in ranges:
             row = main.execute(  # a rowid range (pyturso counts ``rowid > ?`` by a whole scan)
                 f"SELECT COUNT(*) FROM (SELECT rowid FROM {table} WHERE rowid > ? ORDER BY rowid)",
-                (self.mark(kind),),
+                (mark,),
             )
             total += int(row.fetchone()[0])
         return total
@@ -196,16 +179,31 @@ class SearchIndex(DerivedFile):
             float(refreshed) if refreshed is not None else None,
         )
 
+    def unread_changes(self, main: Any) -> dict[int, list[str]]:
+        """Ids of the rows (per kind) that journal entries not read yet name."""
+        out: dict[int, dict[str, None]] = {}
+        if self._meta("journal") is None:  # nothing indexed: every row is beyond the marks
+            return {}
+        after = int(self._meta("journal"))
+        for _ in range(100_000_000):
+            entries = changed_rows(main, after, 50_000)
+            for _, kind, rid in entries:
+                out.setdefault(kind, {})[rid] = None
+            if len(entries) < 50_000:
+                break
+            after = entries[-1][0]
+        return {kind: list(ids) for kind, ids in out.items()}
+
     # -- bringing it up to date ----------------------------------------------------------------
 
-    def _same_database(self, main: Any) -> bool:
+    def _same_database(self, main: Any, journal: int) -> bool:
         """Whether the rows indexed are still the database's (a file replaced by another, or a
         table emptied and refilled, makes rowids mean other rows)."""
         known = self._meta("first_session")
         current = first_session(main)
         if known is None:
             return self.mark(0) == 0 or current is None
-        if current != known:
+        if current != known or journal < int(self._meta("journal") or 0):
             return False
         for table, kind, _ in TABLES:
             top = main.execute(f"SELECT MAX(rowid) FROM {table}").fetchone()[0]
@@ -219,14 +217,13 @@ class SearchIndex(DerivedFile):
         budget_s: float | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> bool:
-        """Index new rows (by rowid) until caught up or ``budget_s`` is spent, then re-check the
-        open sessions. Returns whether every row of ``main`` is indexed."""
-        if not self._same_database(main):
+        """Read the rows changed since they were indexed and the new rows (by rowid) until
+        caught up or ``budget_s`` is spent. Returns whether every row of ``main`` is indexed as
+        it is now. ``Unjournaled``: the database cannot say which rows changed."""
+        if not self._same_database(main, journal_top(main)):
             self._reset()
         deadline = None if budget_s is None else time.monotonic() + budget_s
         caught_up = False
-        self._active: set[str] = set()  # sessions that got a document in this refresh
-        self._new: set[str] = set()  # ... seen for the first time (not activity: a first read)
         for _ in range(100_000_000):
             with self._transaction():
                 done = self._step(main)
@@ -237,10 +234,7 @@ class SearchIndex(DerivedFile):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
-        with self._transaction():
-            self._recheck_open(main)
-            self._set_meta("refreshed_at", time.time())
-            self._set_meta("backlog", 0 if caught_up else 1)
+        self._set_meta("refreshed_at", time.time())
         return caught_up
 
     @contextmanager
@@ -264,67 +258,97 @@ class SearchIndex(DerivedFile):
 
     def _reset(self) -> None:
         with self._transaction():
-            for table in ("meta", "sess", "rowsig"):
+            for table in ("meta", "sess"):
                 self.db.execute(f"DELETE FROM {table}")
             self.db.execute("INSERT INTO docs(docs) VALUES ('delete-all')")
             self._set_meta("version", INDEX_VERSION)
 
     def _step(self, main: Any) -> bool:
-        """One chunk of each table's new rows; ``True`` when none was left."""
+        """One chunk of the journal, then of each table's new rows; ``True`` when none was
+        left. The journal first: a row changed before this step and beyond the marks is read
+        later, as it is then; one within the marks is read again now."""
         if self._meta("first_session") is None:
             self._set_meta("first_session", first_session(main))
-        left = False
+        if self._meta("journal") is None:  # rows are read after this: earlier changes are in
+            self._set_meta("journal", journal_top(main))
+        left = not self._changes(main)
         for table, kind, cols in TABLES:
-            names = ", ".join(c for c, _ in cols)
-            key = "id" if kind == 0 else "session_id"
             rows = main.execute(
-                f"SELECT rowid, {key}, {names} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                f"SELECT {_select(kind, cols)} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
                 (self.mark(kind), CHUNK),
             ).fetchall()
             if not rows:
                 continue
             left = left or len(rows) == CHUNK
-            slots = self._slots(main, [str(r[1]) for r in rows])
-            for r in rows:
-                self._add(kind, int(r[0]), str(r[1]), document(r[2:], cols), slots)
+            self._index_rows(main, kind, cols, rows)
             self._set_meta(f"mark{kind}", int(rows[-1][0]))
         return not left
 
-    def _slots(self, main: Any, session_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
-        """(ordinal, open) of each session, assigning ordinals to sessions seen first, in the
-        order of their ``(started_at, id)``."""
-        out: dict[str, tuple[int, bool]] = {}
+    def _changes(self, main: Any) -> bool:
+        """Index again the rows that one chunk of journal entries names (those indexed already);
+        ``True`` when no entry was left."""
+        entries = changed_rows(main, int(self._meta("journal")), CHUNK)
+        if not entries:
+            return True
+        named: dict[int, dict[str, None]] = {}
+        for _, kind, rid in entries:
+            named.setdefault(kind, {})[rid] = None
+        for table, kind, cols in TABLES:
+            rows: list[Any] = []
+            for part in chunks(list(named.get(kind, ()))):
+                rows += main.execute(
+                    f"SELECT {_select(kind, cols)} FROM {table}"
+                    f" WHERE id IN ({', '.join('?' for _ in part)}) AND rowid <= ?",
+                    (*part, self.mark(kind)),
+                ).fetchall()
+            self._index_rows(main, kind, cols, rows)
+        self._set_meta("journal", entries[-1][0])
+        return len(entries) < CHUNK
+
+    def _index_rows(
+        self, main: Any, kind: int, cols: Sequence[tuple[str, bool]], rows: Sequence[Any]
+    ) -> None:
+        """A document for each row (``_select``'s columns) with text."""
+        if not rows:
+            return
+        slots = self._slots(main, [str(r[1]) for r in rows])
+        for r in rows:
+            sid = str(r[1])
+            if kind == 0:
+                self._learn_start(sid, r[2])
+            doc = document(r[3:], cols)
+            if doc:
+                slots[sid] = self._insert_doc(slots[sid], sid, doc)
+
+    def _slots(self, main: Any, session_ids: Sequence[str]) -> dict[str, int]:
+        """The ordinal of each session, assigning ordinals to sessions seen first, in the order
+        of their ``(started_at, id)``."""
+        out: dict[str, int] = {}
         unique = list(dict.fromkeys(session_ids))
         for part in chunks(unique):
             marks = ", ".join("?" for _ in part)
-            for ordinal, sid, is_open in self.db.execute(
-                "SELECT MAX(ordinal), session_id, MAX(open OR status = 'running') FROM sess"
-                f" WHERE session_id IN ({marks}) GROUP BY session_id",
+            for ordinal, sid in self.db.execute(
+                f"SELECT MAX(ordinal), session_id FROM sess WHERE session_id IN ({marks})"
+                " GROUP BY session_id",
                 tuple(part),
             ).fetchall():
-                out[sid] = (int(ordinal), bool(is_open))
+                out[sid] = int(ordinal)
         new = [sid for sid in unique if sid not in out]
         if not new:
             return out
-        found: dict[str, tuple[str, str, Any]] = {}
+        found: dict[str, str] = {}
         for part in chunks(new):
             marks = ", ".join("?" for _ in part)
-            for sid, started, status, ended in main.execute(
-                f"SELECT id, started_at, status, ended_at FROM sessions WHERE id IN ({marks})",
-                tuple(part),
+            for sid, started in main.execute(
+                f"SELECT id, started_at FROM sessions WHERE id IN ({marks})", tuple(part)
             ).fetchall():
-                found[str(sid)] = (str(started), str(status), ended)
-        now = time.time()
-        new.sort(key=lambda sid: (found[sid][0], sid) if sid in found else ("\U0010ffff", sid))
+                found[str(sid)] = str(started)
+        new.sort(key=lambda sid: (found[sid], sid) if sid in found else ("\U0010ffff", sid))
         for sid in new:
-            info = found.get(sid)
-            is_open = info is None or info[1] == "running" or recent(info[2], now)
-            ordinal = self._new_ordinal(sid, info[0] if info else None, is_open, info and info[1])
-            out[sid] = (ordinal, is_open)
-            self._new.add(sid)
+            out[sid] = self._new_ordinal(sid, found.get(sid))
         return out
 
-    def _new_ordinal(self, sid: str, started: str | None, is_open: bool, status: Any = None) -> int:
+    def _new_ordinal(self, sid: str, started: str | None) -> int:
         last = self.db.execute(
             "SELECT ordinal, bound_start, bound_id FROM sess ORDER BY ordinal DESC LIMIT 1"
         ).fetchone()
@@ -333,26 +357,11 @@ class SearchIndex(DerivedFile):
         if started is not None and (bound is None or (started, sid) > bound):
             bound = (started, sid)
         self.db.execute(
-            "INSERT INTO sess (ordinal, session_id, started_at, bound_start, bound_id, open,"
-            " finished_seen, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (ordinal, sid, started, *(bound or (None, None)), int(is_open), None, status),
+            "INSERT INTO sess (ordinal, session_id, started_at, bound_start, bound_id)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (ordinal, sid, started, *(bound or (None, None))),
         )
         return ordinal
-
-    def _add(
-        self, kind: int, rowid: int, sid: str, doc: str, slots: dict[str, tuple[int, bool]]
-    ) -> None:
-        ordinal, is_open = slots[sid]
-        self._active.add(sid)
-        if doc:
-            ordinal = self._insert_doc(ordinal, sid, doc)
-            slots[sid] = (ordinal, is_open)
-        if is_open:
-            self.db.execute(
-                "INSERT OR REPLACE INTO rowsig (kind, main_rowid, session_id, sig)"
-                " VALUES (?, ?, ?, ?)",
-                (kind, rowid, sid, _digest(doc)),
-            )
 
     def _insert_doc(self, ordinal: int, sid: str, doc: str) -> int:
         """Add a document in the session's slot; returns the ordinal used (a full slot moves
@@ -362,152 +371,29 @@ class SearchIndex(DerivedFile):
             row = self.db.execute("SELECT next_doc FROM sess WHERE ordinal = ?", (ordinal,))
             n = int(row.fetchone()[0])
         if n >= 1 << DOC_BITS:
-            row = self.db.execute(
-                "SELECT started_at, open FROM sess WHERE ordinal = ?", (ordinal,)
-            ).fetchone()
-            ordinal = self._new_ordinal(sid, row[0], bool(row[1]))
+            row = self.db.execute("SELECT started_at FROM sess WHERE ordinal = ?", (ordinal,))
+            ordinal = self._new_ordinal(sid, row.fetchone()[0])
             n = 0
         self._docs.append(((ordinal << DOC_BITS) | n, doc))
         self._next[ordinal] = n + 1
         return ordinal
 
-    def _recheck_open(self, main: Any) -> None:
-        """Re-read the indexed rows of open sessions, of sessions that got rows or ended while
-        quiet, and of sessions running again; add a document for each row whose texts changed;
-        close sessions finished long enough, and running ones gone quiet."""
-        now = time.time()
-        opened = {
-            str(sid): at
-            for sid, at in self.db.execute(
-                "SELECT session_id, MAX(active_at) FROM sess WHERE open = 1 GROUP BY session_id"
-            )
-        }
-        quiet = {
-            str(sid)
-            for (sid,) in self.db.execute(
-                "SELECT DISTINCT session_id FROM sess INDEXED BY sess_running"
-                " WHERE status = 'running' AND open = 0"
-            )
-        }
-        running = {
-            str(sid) for (sid,) in main.execute("SELECT id FROM sessions WHERE status = 'running'")
-        }
-        if self._meta("backlog") != 0:  # rows read while catching up are no sign of activity
-            self._new |= self._active
-        woken = (quiet - running) | {sid for sid in self._active if sid in quiet}
-        reopened = {sid for sid in running - set(opened) - quiet if self._known(sid)}
-        check = sorted(set(opened) | woken | reopened)
-        if not check:
-            return
-        slots = {sid: self._slot(sid) for sid in check}
-        slots = {sid: (ordinal, True) for sid, (ordinal, _) in slots.items() if ordinal}
-        info: dict[str, tuple[str, str, Any]] = {}
-        for part in chunks(list(slots)):
-            marks = ", ".join("?" for _ in part)
-            for sid, started, status, ended in main.execute(
-                f"SELECT id, started_at, status, ended_at FROM sessions WHERE id IN ({marks})",
-                tuple(part),
-            ).fetchall():
-                info[str(sid)] = (str(started), str(status), ended)
-            for table, kind, cols in TABLES:
-                names = ", ".join(c for c, _ in cols)
-                key = "id" if kind == 0 else "session_id"
-                rows = main.execute(
-                    f"SELECT rowid, {key}, {names} FROM {table}"
-                    f" WHERE {key} IN ({marks}) AND rowid <= ?",
-                    (*part, self.mark(kind)),
-                ).fetchall()
-                sigs = {
-                    int(r): bytes(s)
-                    for r, s in self.db.execute(
-                        f"SELECT main_rowid, sig FROM rowsig WHERE kind = ? AND session_id IN ({marks})",
-                        (kind, *part),
-                    ).fetchall()
-                }
-                for r in rows:
-                    doc = document(r[2:], cols)
-                    if sigs.get(int(r[0])) != _digest(doc):
-                        self._add(kind, int(r[0]), str(r[1]), doc, slots)
-        stale = [
-            sid
-            for sid in slots
-            if sid in info and info[sid][1] == "running"
-            and (sid not in self._active or sid in self._new)
-            and (opened.get(sid) is None or now - float(opened[sid]) >= GRACE_SECONDS)
-        ]  # fmt: skip
-        gone_quiet = quiet_sessions(main, stale, now) if stale else set()
-        for sid in slots:
-            self._settle(sid, info.get(sid), now, sid in gone_quiet)
-
-    def _known(self, sid: str) -> bool:
-        return (
-            self.db.execute("SELECT 1 FROM sess WHERE session_id = ?", (sid,)).fetchone()
-            is not None
-        )
-
-    def _slot(self, sid: str) -> tuple[int, bool]:
-        row = self.db.execute(
-            "SELECT MAX(ordinal) FROM sess WHERE session_id = ?", (sid,)
-        ).fetchone()
-        return (int(row[0]) if row and row[0] is not None else 0, True)
-
-    def _settle(
-        self, sid: str, info: tuple[str, str, Any] | None, now: float, gone_quiet: bool
-    ) -> None:
-        """Record what the session is now: its start (raising later bounds), and whether its
-        rows still need re-checking."""
-        if info is None:
-            self.db.execute("UPDATE sess SET open = 1 WHERE session_id = ?", (sid,))
-            return
-        started, status, ended = info
+    def _learn_start(self, sid: str, started: Any) -> None:
+        """Record a session's start read from its row (its rows may have come first, or it
+        changed), raising the bounds of later ordinals."""
+        started = str(started)
         first, known = self.db.execute(
             "SELECT MIN(ordinal), MIN(started_at IS ?) FROM sess WHERE session_id = ?",
             (started, sid),
         ).fetchone()
-        self.db.execute(
-            "UPDATE sess SET started_at = ?, status = ? WHERE session_id = ?",
-            (started, status, sid),
-        )
-        if not known:  # a start learnt (or changed): later ordinals' bounds may rise
-            self.db.execute(
-                "UPDATE sess SET bound_start = ?, bound_id = ? WHERE ordinal >= ? AND"
-                " (bound_start IS NULL OR bound_start < ? OR (bound_start = ? AND bound_id < ?))",
-                (started, sid, first, started, started, sid),
-            )
-        if status == "running":
-            if gone_quiet:
-                self._close(sid, keep_digests=True)
-            else:  # active now (or found busy): re-checked for another GRACE_SECONDS at least
-                active = now if sid in self._active and sid not in self._new else None
-                self.db.execute(
-                    "UPDATE sess SET open = 1, finished_seen = NULL,"
-                    " active_at = COALESCE(?, active_at, ?) WHERE session_id = ?",
-                    (active, now, sid),
-                )
-                if active is None:
-                    self.db.execute(
-                        "UPDATE sess SET active_at = ? WHERE session_id = ? AND active_at < ?",
-                        (now, sid, now - GRACE_SECONDS),
-                    )
+        if first is None or known:
             return
-        seen = self.db.execute(
-            "SELECT MIN(finished_seen) FROM sess WHERE session_id = ?", (sid,)
-        ).fetchone()[0]
-        if seen is None:
-            self.db.execute(
-                "UPDATE sess SET open = 1, finished_seen = ? WHERE session_id = ?", (now, sid)
-            )
-        elif now - float(seen) > GRACE_SECONDS and not recent(ended, now):
-            self._close(sid)
-
-    def _close(self, sid: str, keep_digests: bool = False) -> None:
-        """Stop re-reading a session's rows (finished long enough, or running but quiet: the
-        digests of a quiet one are kept, so that waking it adds only the rows that changed)."""
+        self.db.execute("UPDATE sess SET started_at = ? WHERE session_id = ?", (started, sid))
         self.db.execute(
-            "UPDATE sess SET open = 0, finished_seen = NULL WHERE session_id = ?", (sid,)
+            "UPDATE sess SET bound_start = ?, bound_id = ? WHERE ordinal >= ? AND"
+            " (bound_start IS NULL OR bound_start < ? OR (bound_start = ? AND bound_id < ?))",
+            (started, sid, first, started, started, sid),
         )
-        if not keep_digests:
-            self.db.execute("DELETE FROM rowsig WHERE session_id = ?", (sid,))
 
     # -- searching ----------------------------------------------------------------------------
 
@@ -549,6 +435,12 @@ class SearchIndex(DerivedFile):
                 return
             # no start known up to there: those sessions have no row to list (yet)
             yield ids, ("", "") if row[0] is None else (str(row[0]), str(row[1]))
+
+
+def _select(kind: int, cols: Sequence[tuple[str, bool]]) -> str:
+    """What is read of a row: rowid, session id, start (sessions only), searchable texts."""
+    key, start = ("id", "started_at") if kind == 0 else ("session_id", "NULL")
+    return f"rowid, {key}, {start}, {', '.join(c for c, _ in cols)}"
 
 
 def index_path(identity: str) -> Path:

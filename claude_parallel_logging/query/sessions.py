@@ -25,6 +25,7 @@ from .sql import (
     filter_clauses,
     json_value,
     like_escape,
+    prefetch,
     session_cols,
     summaries,
 )
@@ -282,36 +283,67 @@ def _find_session_row(conn: Any, session_id: str) -> Sequence[Any] | None:
     return row  # type: ignore[no-any-return]
 
 
-def _shortest_unique(conn: Any, session_id: str, min_length: int) -> str:
-    """The shortest prefix (at least ``min_length``) that ``get_session`` resolves to this id:
-    longer than what it shares with its neighbours in id order, and no session's SDK id."""
-    if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
-        return session_id
+def _neighbour_statements(session_id: str) -> list[tuple[str, tuple[str]]]:
+    """Whether the id is a session's, and its neighbours in id order."""
+    return [
+        ("SELECT 1 FROM sessions WHERE id = ?", (session_id,)),
+        ("SELECT id FROM sessions WHERE id < ? ORDER BY id DESC LIMIT 1", (session_id,)),
+        ("SELECT id FROM sessions WHERE id > ? ORDER BY id ASC LIMIT 1", (session_id,)),
+    ]
+
+
+_TAKEN_SQL = "SELECT 1 FROM sessions WHERE id = ? OR external_id = ? LIMIT 1"
+
+
+def _first_length(conn: Any, session_id: str, min_length: int) -> int | None:
+    """The shortest prefix length that no neighbour in id order shares (at least
+    ``min_length``); ``None`` for an id that is no session's."""
+    found, before, after = (
+        conn.execute(q, p).fetchone() for q, p in _neighbour_statements(session_id)
+    )
+    if found is None:
+        return None
     lcp = 0
-    for op, order in (("<", "DESC"), (">", "ASC")):
-        row = conn.execute(
-            f"SELECT id FROM sessions WHERE id {op} ? ORDER BY id {order} LIMIT 1", (session_id,)
-        ).fetchone()
+    for row in (before, after):
         if row is not None:
-            other = str(row[0])
             n = 0
-            for a, b in zip(session_id, other):
+            for a, b in zip(session_id, str(row[0])):
                 if a != b:
                     break
                 n += 1
             lcp = max(lcp, n)
-    length = max(min_length, MIN_PREFIX_LENGTH, lcp + 1)
-    for _ in range(len(session_id) + 1):
-        if length >= len(session_id):
-            return session_id
-        prefix = session_id[:length]
-        taken = conn.execute(
-            "SELECT 1 FROM sessions WHERE id = ? OR external_id = ? LIMIT 1", (prefix, prefix)
-        ).fetchone()
-        if taken is None:
-            return prefix
-        length += 1
-    return session_id
+    return max(min_length, MIN_PREFIX_LENGTH, lcp + 1)
+
+
+def _shortest_unique(conn: Any, ids: Sequence[str], min_length: int) -> dict[str, str]:
+    """For each id, the shortest prefix (at least ``min_length``) that ``get_session``
+    resolves to it: longer than what it shares with its neighbours in id order, and no
+    session's SDK id. Each step asks about every id at once (one round trip on a remote)."""
+    prefetch(conn, [st for sid in ids for st in _neighbour_statements(sid)])
+    out: dict[str, str] = {}
+    pending: dict[str, int] = {}
+    for sid in ids:
+        length = _first_length(conn, sid, min_length)
+        if length is None or length >= len(sid):
+            out[sid] = sid
+        else:
+            pending[sid] = length
+    for _ in range(max((len(sid) for sid in pending), default=0) + 1):
+        if not pending:
+            break
+        checks = [(_TAKEN_SQL, (sid[:n], sid[:n])) for sid, n in pending.items()]
+        prefetch(conn, checks)
+        for (sid, n), (sql, params) in zip(list(pending.items()), checks):
+            if conn.execute(sql, params).fetchone() is None:
+                out[sid] = sid[:n]
+                del pending[sid]
+            elif n + 1 >= len(sid):
+                out[sid] = sid
+                del pending[sid]
+            else:
+                pending[sid] = n + 1
+    out.update((sid, sid) for sid in pending)
+    return out
 
 
 def short_ids(
@@ -326,8 +358,7 @@ def short_ids(
     with reading(client, missing_ok=True) as conn:
         if conn is None:
             return out
-        for sid in ids:
-            out[sid] = _shortest_unique(conn, sid, min_length)
+        out.update(_shortest_unique(conn, list(dict.fromkeys(ids)), min_length))
     return out
 
 

@@ -104,6 +104,14 @@ def dollars(value: Any) -> float | None:
     return round(float(value) * NANO) / NANO
 
 
+def prefetch(conn: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    """On a connection answered by the remote (``storage/hrana.py``), run ``statements`` now in
+    one round trip, for the ``execute`` calls that follow; elsewhere nothing (they run as
+    they come)."""
+    if statements and getattr(conn, "answers_remotely", False):
+        conn.prefetch(statements)
+
+
 def summaries(conn: Any, rows: Sequence[Sequence[Any]]) -> list[SessionSummary]:
     """Session rows (``SESSION_COLS`` order) plus message and tool totals, in three queries."""
     ids = [str(r[0]) for r in rows]
@@ -111,19 +119,20 @@ def summaries(conn: Any, rows: Sequence[Sequence[Any]]) -> list[SessionSummary]:
     tools: dict[str, tuple[int, int]] = {}
     for part in _chunks(ids):
         marks = ", ".join("?" for _ in part)
-        for sid, n, itok, otok in conn.execute(
+        msg_sql = (
             "SELECT session_id, COUNT(*),"
             f" SUM(CASE WHEN role = '{RESULT_ROLE}' THEN NULL ELSE input_tokens END),"
             f" SUM(CASE WHEN role = '{RESULT_ROLE}' THEN NULL ELSE output_tokens END)"
-            f" FROM messages WHERE session_id IN ({marks}) GROUP BY session_id",
-            tuple(part),
-        ).fetchall():
-            msg[sid] = (int(n), itok, otok)
-        for sid, n, errors in conn.execute(
+            f" FROM messages WHERE session_id IN ({marks}) GROUP BY session_id"
+        )
+        tool_sql = (
             "SELECT session_id, COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END)"
-            f" FROM tool_executions WHERE session_id IN ({marks}) GROUP BY session_id",
-            tuple(part),
-        ).fetchall():
+            f" FROM tool_executions WHERE session_id IN ({marks}) GROUP BY session_id"
+        )
+        prefetch(conn, [(msg_sql, tuple(part)), (tool_sql, tuple(part))])
+        for sid, n, itok, otok in conn.execute(msg_sql, tuple(part)).fetchall():
+            msg[sid] = (int(n), itok, otok)
+        for sid, n, errors in conn.execute(tool_sql, tuple(part)).fetchall():
             tools[sid] = (int(n), int(errors or 0))
     out: list[SessionSummary] = []
     for r in rows:

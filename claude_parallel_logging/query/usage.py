@@ -12,7 +12,7 @@ from .access import TursoClient, database_identity, reading
 from .derived import disabled
 from .records import ToolUsageRow, UsageRow
 from .rollups import FiguresState, figures_state, rebuild_figures, with_figures
-from .sql import NANO, RESULT_ROLE, Filter, filter_clauses, filter_values
+from .sql import NANO, RESULT_ROLE, Filter, filter_clauses, filter_values, prefetch
 from .times import TimeLike, duration_ms, parse_time
 
 # Building the rollups per call while they are incomplete (meanwhile the tables answer): a
@@ -109,6 +109,7 @@ def usage_summary(
     with reading(client) as conn:
         if conn is None:
             return []
+        prefetch(conn, [(q, tuple(params)) for q in (session_sql, fill_sql, tool_sql, span_sql)])
         session_rows = conn.execute(session_sql, tuple(params)).fetchall()
         fills = {r[0]: r for r in conn.execute(fill_sql, tuple(params)).fetchall()}
         tool_rows: dict[Any, list[int]] = {}  # key -> [calls, running, errors]
@@ -249,4 +250,6 @@ def rebuild_usage_rollups(
 ) -> FiguresState:
     """Build the usage rollups again from the tables (``cpl reindex``); ``progress`` gets the
     number of sessions done so far."""
-    return rebuild_figures(lambda: reading(client), database_identity(client), progress)
+    return rebuild_figures(
+        lambda: reading(client, allow_remote=False), database_identity(client), progress
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import SchemaVersionError
 from ..transaction import transaction
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             " ON transcript_lines(project_key, session_id, subpath, seq)",
         ),
     ),
+    Migration(
+        7,
+        "row_changes: a journal of updated rows, so that the derived read indexes re-read them",
+        (
+            # One row per row of the three tables that the writer UPDATEs (or upserts) in a
+            # batch after an earlier batch inserted it: ``tbl`` 0 sessions, 1 messages,
+            # 2 tool_executions (``tables.JOURNAL``); ``row_id`` the row's ``id`` (not its
+            # rowid, which differs between a cloud writer's replica and the remote).
+            # Append-only: readers keep a watermark on its rowid, as on the tables' (inserts need
+            # no entry). No index: the writer pays one small row per updated row, nothing more.
+            # (Triggers would also catch other programs' updates, but pyturso 0.8.3 runs an
+            # UPDATE with a trigger ~20x slower.)
+            "CREATE TABLE IF NOT EXISTS row_changes (tbl INTEGER NOT NULL, row_id TEXT NOT NULL)",
+        ),
+    ),
 )
 
 assert MIGRATIONS[-1].version == SCHEMA_VERSION
@@ -209,6 +224,14 @@ def current_version(conn: Any) -> int:
         return 0
     row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def _applied(conn: Any) -> set[int]:
+    """The versions recorded. Migrations are applied by version, not above the highest: 7 was
+    released before 6 (a database at 7 may lack 6), and every step is idempotent."""
+    if current_version(conn) == 0:
+        return set()
+    return {int(r[0]) for r in conn.execute("SELECT version FROM schema_version").fetchall()}
 
 
 def _columns(conn: Any, table: str) -> set[str]:
@@ -228,8 +251,9 @@ def migrate(conn: Any) -> int:
             f"database schema version {found} is newer than this claude-parallel-logging "
             f"understands ({SCHEMA_VERSION}); upgrade the package. Nothing was written."
         )
+    done = _applied(conn)
     for migration in MIGRATIONS:
-        if migration.version <= found:
+        if migration.version in done:
             continue
         with transaction(conn):
             for step in migration.steps:

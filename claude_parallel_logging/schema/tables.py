@@ -31,3 +31,6 @@ MESSAGE_UPDATABLE = frozenset(
 TOOL_UPDATABLE = frozenset(
     {"status", "output", "error", "ended_at", "duration_ms", "message_id", "input"}
 )
+
+# ``row_changes.tbl`` (migration 7) of each table whose updated rows the writer journals
+JOURNAL = {"sessions": 0, "messages": 1, "tool_executions": 2}

@@ -54,9 +54,19 @@ class Store:
         """``fn(conn)`` on the connection the writer writes with (call it on the writer thread)."""
         raise NotImplementedError
 
-    def read(self) -> AbstractContextManager[Any]:
-        """A connection to read with (its own: never the writer's)."""
+    def read(self, *, allow_remote: bool = False) -> AbstractContextManager[Any]:
+        """A connection to read with (its own: never the writer's). ``allow_remote``: in cloud
+        mode it may be a connection whose statements run on the remote (``hrana.py``) instead
+        of a read replica, when the replica would first have to download a big database."""
         raise NotImplementedError
+
+    def read_note(self) -> str | None:
+        """What a user should know about how reads were answered (``cpl`` prints it once)."""
+        return None
+
+    def describe_reads(self) -> str:
+        """How the last read was answered (``cpl doctor``)."""
+        return "from the database file"
 
     def request_push(self, done: PushCallback | None = None) -> bool:
         """Ask for a push of everything written so far; returns at once. False when there is

@@ -20,7 +20,8 @@ from ..config import Settings, TursoConfig
 from ..errors import SchemaVersionError
 from ..schema.migrations import SCHEMA_VERSION
 from .base import PushCallback, Store, is_lock_error
-from .reader import ReadSlot, open_slot, read_slot
+from .hrana import RemoteConnection
+from .reader import ReadSlot, open_slot, read_slot, shared_read_replicas
 from .remote import pull_and_compact, remote_schema_version, timed_push
 from .replicas import (
     LIVE_REPLICAS,
@@ -36,6 +37,18 @@ from .replicas import (
 )
 
 _BUSY_RETRY_CAP = 0.05  # the longest wait between two pushes of a busy replica
+# What every read asks first (``schema.migrations.current_version``): sent with the size probe
+# of a remote read, so that it costs no round trip of its own.
+_SCHEMA_PROBE: tuple[tuple[str, tuple[()]], ...] = (
+    ("SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'", ()),
+    ("SELECT MAX(version) FROM schema_version", ()),
+)
+
+
+def megabytes(n: int) -> str:
+    """A size for people: ``0.26 MB``, ``71.4 MB``, ``5,120 MB``."""
+    mb = n / 1e6
+    return f"{mb:,.2f} MB" if mb < 10 else f"{mb:,.1f} MB" if mb < 100 else f"{mb:,.0f} MB"
 
 
 class CloudStore(Store):
@@ -69,6 +82,11 @@ class CloudStore(Store):
         self._push_conn: Any = None  # the push thread's
         self.last_read_path: str | None = None  # the read replica of the last read
         self.last_pull_bytes: int | None = None  # what its pull downloaded (None: unknown)
+        self.last_read_remote = False  # the last read was answered on the remote
+        self.remote_reads = 0  # reads answered on the remote so far
+        self.remote_bytes = 0  # what they received
+        self.remote_requests = 0  # their round trips
+        self.remote_size: int | None = None  # the remote's size when last asked (bytes)
         self._read_lock = threading.Lock()
         self._stale_done = False
         # Push thread state.
@@ -375,13 +393,28 @@ class CloudStore(Store):
         return all_done
 
     @contextmanager
-    def read(self) -> Iterator[Any]:
+    def read(self, *, allow_remote: bool = False) -> Iterator[Any]:
         """A read replica brought up to date by a pull (``reader.py``: shared between processes,
         so a pull fetches only what changed since the last read on this machine).
 
         It is opened without pyturso's bootstrap (a download with no timeout) and filled by a
-        pull, which is bounded like every other request.
+        pull, which is bounded like every other request. ``allow_remote``: when no read replica
+        on this machine holds the database yet and the remote is at least
+        ``remote_read_threshold`` bytes, the read is answered on the remote instead
+        (``hrana.py``), downloading only what its statements return.
         """
+        remote = self._remote_reader() if allow_remote else None
+        if remote is not None:
+            self.last_read_remote, self.last_read_path, self.last_pull_bytes = True, None, 0
+            try:
+                yield remote
+            finally:
+                self.remote_reads += 1
+                self.remote_bytes += remote.bytes_received
+                self.remote_requests += remote.requests
+                remote.close()
+            return
+        self.last_read_remote = False
         with self._read_lock, read_slot(self.dir) as slot:
             conn = self._open_read_slot(slot)
             try:
@@ -391,6 +424,51 @@ class CloudStore(Store):
             finally:
                 conn.close()
                 del conn  # pyturso frees the file lock with the object
+
+    def _remote_reader(self) -> RemoteConnection | None:
+        """A connection answering on the remote, or ``None`` to read a replica: one is there
+        already (it pulls only what changed), or the remote is small (pulling it all is cheap
+        and makes later reads local), or it does not tell its size."""
+        if shared_read_replicas(self.dir):
+            return None
+        conn = RemoteConnection(self.config, self.network_timeout)
+        try:
+            size = conn.database_size(_SCHEMA_PROBE)
+        except BaseException:
+            conn.close()
+            raise
+        self.remote_size = size
+        if size is None or size < self.settings.remote_read_threshold:
+            conn.close()
+            return None
+        return conn
+
+    def read_note(self) -> str | None:
+        if not self.remote_reads:
+            return None
+        size = "?" if self.remote_size is None else megabytes(self.remote_size)
+        threshold = megabytes(self.settings.remote_read_threshold)
+        return (
+            f"answered on the remote ({megabytes(self.remote_bytes)} received): this machine"
+            f" has no read replica of this {size} database (CPL_REMOTE_READ_THRESHOLD:"
+            f" {threshold}); `cpl sync` downloads one, then reads are local and pull"
+            " only what changed"
+        )
+
+    def describe_reads(self) -> str:
+        if self.last_read_remote:
+            return (
+                "answered on the remote: no read replica on this machine, and the database"
+                f" holds {megabytes(self.remote_size or 0)} (at least CPL_REMOTE_READ_THRESHOLD,"
+                f" {megabytes(self.settings.remote_read_threshold)}); `cpl sync` downloads a"
+                " replica, after which reads are local"
+            )
+        pulled = self.last_pull_bytes
+        return (
+            f"local read replica {os.path.basename(self.last_read_path or '?')}"
+            + ("" if pulled is None else f" ({pulled:,} bytes pulled now)")
+            + ": later reads pull only what changed"
+        )
 
     def _open_read_slot(self, slot: ReadSlot) -> Any:
         try:

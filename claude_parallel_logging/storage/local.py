@@ -106,7 +106,7 @@ class LocalStore(Store):
         return True
 
     @contextmanager
-    def read(self) -> Iterator[Any]:
+    def read(self, *, allow_remote: bool = False) -> Iterator[Any]:
         conn = self.connect(timeout=max(self.settings.lock_timeout, 10.0))
         try:
             self._ensure_schema(conn)

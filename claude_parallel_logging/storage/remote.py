@@ -14,7 +14,7 @@ from .._log import log
 from ..config import TursoConfig
 
 
-def _http_base(url: str) -> str:
+def http_base(url: str) -> str:
     """The HTTP(S) address of a remote URL (``libsql://`` means HTTPS, as in pyturso)."""
     url = url.split("?", 1)[0]
     for prefix, scheme in (
@@ -44,7 +44,7 @@ def remote_schema_version(config: TursoConfig, timeout: float) -> int:
     import urllib.request
 
     req = urllib.request.Request(
-        _http_base(config.url).rstrip("/") + "/v2/pipeline",
+        http_base(config.url).rstrip("/") + "/v2/pipeline",
         data=json.dumps(body).encode(),
         method="POST",
     )

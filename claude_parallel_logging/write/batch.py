@@ -18,6 +18,7 @@ from ..schema.ops import (
     Op,
 )
 from ..schema.tables import (
+    JOURNAL,
     MESSAGE_COLS,
     MESSAGE_UPDATABLE,
     SESSION_COLS,
@@ -95,6 +96,8 @@ def compile_ops(ops: Sequence[Op], converter: ValueConverter) -> Compiled:
       serialised once, not at every update.
     * Any other operation joins the latest group with its SQL only if no later group touches the
       same row; otherwise it starts a new group.
+    * Every row updated or upserted (not a fresh insert) gets an entry in the ``row_changes``
+      journal, last, in one statement: the derived read indexes re-read those rows.
     """
     fresh: list[tuple[int, list[Any]]] = []  # (kind, values) of fresh inserts, in order
     foldable: dict[tuple[str, Any], list[Any]] = {}  # (table, id) -> values of a fresh insert
@@ -144,6 +147,7 @@ def compile_ops(ops: Sequence[Op], converter: ValueConverter) -> Compiled:
     rest: Compiled = []
     last_group: dict[str, int] = {}  # SQL -> index in rest of its latest group
     last_touch: dict[tuple[str, Any], int] = {}  # (table, row id) -> index of its latest group
+    journal: dict[tuple[str, Any], None] = {}
     for key, statement, payload in pending:
         if statement is None:
             if not payload:
@@ -153,6 +157,7 @@ def compile_ops(ops: Sequence[Op], converter: ValueConverter) -> Compiled:
             params = (*converter.row(cols, [payload[c] for c in cols]), key[1])
         else:
             params = payload
+        journal[key] = None
         g = last_group.get(statement)
         if g is None or last_touch.get(key, -1) > g:
             g = len(rest)
@@ -170,10 +175,13 @@ def compile_ops(ops: Sequence[Op], converter: ValueConverter) -> Compiled:
             inserts[sql] = [pick(full)]
         else:
             rows.append(pick(full))
+    if journal:
+        rest.append((_JOURNAL_SQL, [(JOURNAL[table], str(rid)) for table, rid in journal]))
     return [*inserts.items(), *rest]
 
 
 _FRESH = frozenset({SESSION_INSERT, MESSAGE_INSERT, TOOL_INSERT})
+_JOURNAL_SQL = "INSERT INTO row_changes (tbl, row_id) VALUES (?, ?)"
 _COLUMN_INDEX = {
     "messages": {c: i for i, c in enumerate(MESSAGE_COLS)},
     "tool_executions": {c: i for i, c in enumerate(TOOL_COLS)},

@@ -86,6 +86,14 @@ def test_sessions_imports_only_what_it_needs(tmp_path: Path) -> None:
     assert _loaded(modules, HEAVY) == []
     others = [f"claude_parallel_logging.cli.commands.{n}" for n, _ in COMMANDS if n != "sessions"]
     assert _loaded(modules, (*others, "claude_parallel_logging.ui")) == []
+    # A local read does not need the cloud replicas' code (``cli/replicas.py``: sync, doctor).
+    not_for_a_read = (
+        "claude_parallel_logging.cli.replicas",
+        "claude_parallel_logging.storage.cloud",
+        "claude_parallel_logging.storage.reader",
+        "claude_parallel_logging.storage.replicas",
+    )
+    assert _loaded(modules, not_for_a_read) == []
 
 
 def test_the_command_table_repeats_each_modules_docstring() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -85,7 +84,7 @@ def test_rollups_equal_the_tables_on_random_periods(populated) -> None:  # type:
 
 
 def test_rollups_follow_changes(populated) -> None:  # type: ignore[no-untyped-def]
-    data, client = populated
+    _data, client = populated
     usage_summary("day", client=client)  # built
     lg = cpl.ConversationLogger(client)
     now = datetime.now(timezone.utc).timestamp()
@@ -108,13 +107,10 @@ def test_rollups_follow_changes(populated) -> None:  # type: ignore[no-untyped-d
     # running again (an OpenCode session's next turn), then more tools
     lg2 = cpl.ConversationLogger(client)
     lg2.start_session(cpl.SessionInfo(id="live-1", agent_type="review", model="m-later"))
-    conn = turso.connect(str(data.path))
-    try:
-        conn.execute("UPDATE sessions SET status = 'running', ended_at = NULL WHERE id = 'live-1'")
-        conn.commit()
-    finally:
-        conn.close()
+    lg2.update_session(status="running", ended_at=None)
+    assert client.flush(10)
     _same(client, rng, 5)
+    assert [r.running for r in usage_summary("model", client=client) if r.group == "m-later"] == [1]
 
 
 def test_sessions_with_a_start_that_is_not_canonical_text(populated) -> None:  # type: ignore[no-untyped-def]
@@ -183,31 +179,39 @@ def test_whole_days_of_a_period() -> None:
     assert full_days(None, "2026-09-02T00:00:00.000Z") == (None, "2026-09-01")
 
 
-
-def test_sessions_left_running_are_not_reread_but_wake_up(populated) -> None:  # type: ignore[no-untyped-def]
+def test_late_changes_hours_after_the_end_equal_a_recomputation(populated) -> None:  # type: ignore[no-untyped-def]
+    """No time window: tokens and cost set on sessions that ended days ago, a tool's result
+    arriving hours after its session ended, and a session ended by another program, are in
+    the next figures (the ``row_changes`` journal)."""
     data, client = populated
-    stale = [s for s in data.sessions if s.status == "running"]
-    assert stale
-    usage_summary("model", client=client)
-    path = rollups_path(os.path.realpath(data.path))
-    with sqlite3.connect(path) as db:
-        opened = {r[0] for r in db.execute("SELECT id FROM sm WHERE open = 1")}
-    assert not opened & {s.id for s in stale}
-    rng = random.Random(6)
-    conn = turso.connect(str(data.path))
-    try:  # one ends while quiet, outside the logger; a tool of another one ends
-        conn.execute(
-            "UPDATE sessions SET status = 'completed', ended_at = '2026-12-01T00:00:00.000Z',"
-            " cost_usd = 1.25 WHERE id = ?",
-            (stale[0].id,),
-        )
-        conn.commit()
-    finally:
-        conn.close()
-    _same(client, rng, 5)
+    rng = random.Random(7)
+    usage_summary("model", client=client)  # built
+    t0 = BASE_TIME + 2 * 86400
     lg = cpl.ConversationLogger(client)
-    last = stale[-1]
-    lg.start_session(cpl.SessionInfo(id=last.id, agent_type=last.agent_type, model=last.model))
-    lg.log_tool_execution("Read", "completed", input={"p": 1}, duration_ms=77)
+    lg.start_session(
+        cpl.SessionInfo(id="late-s", agent_type="review", model="m-late", started_at=t0)
+    )
+    tid = lg.log_tool_execution("Bash", "running", input={"command": "make"}, started_at=t0 + 60)
+    lg.end_session("completed", ended_at=t0 + 600)  # closes the tool as an error meanwhile
     assert client.flush(10)
-    _same(client, rng, 5)
+    row = next(r for r in usage_summary("model", client=client) if r.group == "m-late")
+    assert row.tool_errors == 1
+    lg.finish_tool_execution(
+        tid, "completed", output="done", ended_at=t0 + 4 * 3600, duration_ms=4321
+    )
+    finished = [s for s in data.sessions if s.status != "running"][:5]
+    for s in finished:  # a late reconcile of old sessions' totals
+        other = cpl.ConversationLogger(client)
+        other.start_session(cpl.SessionInfo(id=s.id, agent_type=s.agent_type, model=s.model))
+        other.update_session(input_tokens=777_777, output_tokens=5, cost_usd=3.25)
+    assert client.flush(10)
+    running = next(s for s in data.sessions if s.status == "running")
+    ender = cpl.ConversationLogger(client)  # a days-old running session, ended by another process
+    ender.start_session(cpl.SessionInfo(id=running.id, agent_type="x", model="y"))
+    ender.end_session("completed", ended_at=BASE_TIME + 20 * 86400, cost_usd=1.25)
+    assert client.flush(10)
+    row = next(r for r in usage_summary("model", client=client) if r.group == "m-late")
+    assert row.tool_errors == 0 and row.p50_tool_ms == 4321.0
+    total = sum(r.input_tokens or 0 for r in usage_summary("agent_type", client=client))
+    assert total >= 5 * 777_777
+    assert _same(client, rng, 10)

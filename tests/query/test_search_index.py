@@ -16,9 +16,10 @@ import turso
 import claude_parallel_logging as cpl
 import claude_parallel_logging.query.search as search_module
 from claude_parallel_logging.query import rebuild_search_index, search_index_state
+from claude_parallel_logging.query.access import reading
 from claude_parallel_logging.query.search import search_sessions
 from claude_parallel_logging.query.search_index import index_path
-from tests.populate import expected_search, haystacks, local_client, populated_database
+from tests.populate import BASE_TIME, expected_search, haystacks, local_client, populated_database
 
 N_SESSIONS = 80
 
@@ -93,8 +94,7 @@ def test_rows_updated_or_added_after_the_index_was_built_are_found(populated) ->
     lg.finish_tool_execution(tid, "error", output="Quokka-Output here", error="Segfault-Zeta")
     lg.update_message(mid, content="second draft with Pelican-Words")
     lg.end_session("error", "Fatal-Heron happened")
-    # a session that just ended gets a row updated afterwards (a late reconcile): its rows stay
-    # re-checked for GRACE_SECONDS after it was seen finished
+    # a session that just ended gets a row updated afterwards (a late reconcile)
     lg2 = cpl.ConversationLogger(client)
     lg2.start_session(cpl.SessionInfo(id="late-2", agent_type="review", model="m"))
     mid2 = lg2.log_message("user", "plain prompt")
@@ -141,7 +141,9 @@ def test_a_damaged_index_is_removed_and_the_search_scans(populated) -> None:  # 
     assert search_index_state(None, client).documents > 0
 
 
-def test_an_unwritable_cache_dir_scans(populated, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_unwritable_cache_dir_scans(
+    populated, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     data, client = populated
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the cache directory should be")
@@ -186,41 +188,73 @@ def test_rebuild_gives_the_same_index_state(populated, monkeypatch: pytest.Monke
     assert rebuilt.lag_rows == 0
     with sqlite3.connect(rebuilt.path) as db:
         assert db.execute("SELECT COUNT(*) FROM sess").fetchone()[0] == len(data.sessions)
-        # rows read while catching up are not activity: sessions left running stay quiet
-        opened = {r[0] for r in db.execute("SELECT session_id FROM sess WHERE open = 1")}
-    assert not opened & {s.id for s in data.sessions if s.status == "running"}
 
 
-def test_sessions_left_running_are_not_reread_but_wake_up(populated) -> None:  # type: ignore[no-untyped-def]
-    """A session left ``running`` by a process that died (nothing written for long) is not
-    re-read at every search; a new row, or its end, wakes it."""
-    data, client = populated
-    stale = [s for s in data.sessions if s.status == "running"]
-    assert stale  # the populated database has some (their times are days old)
-    word = _present(data.sessions)
-    _both(client, word)
-    path = index_path(os.path.realpath(data.path))
-    with sqlite3.connect(path) as db:
-        opened = {r[0] for r in db.execute("SELECT session_id FROM sess WHERE open = 1")}
-    assert not opened & {s.id for s in stale}
-    quiet = stale[0]
-    lg = cpl.ConversationLogger(client)
-    lg.start_session(cpl.SessionInfo(id=quiet.id, agent_type=quiet.agent_type, model=quiet.model))
-    mid = lg.log_message("assistant", "woken by Albatross-Row")
-    assert client.flush(10)
-    assert [h.id for h in _both(client, "albatross-row")] == [quiet.id]
-    lg.update_message(mid, content="rewritten to Cormorant-Row")  # re-read while active again
-    assert client.flush(10)
-    assert [h.id for h in _both(client, "cormorant-row")] == [quiet.id]
-    other = stale[-1]
-    conn = turso.connect(str(data.path))
-    try:  # ends while quiet, with an error, outside the logger
-        conn.execute(
-            "UPDATE sessions SET status = 'error', error_message = 'Gannet-Failure',"
-            " ended_at = '2026-12-01T00:00:00.000Z' WHERE id = ?",
-            (other.id,),
-        )
-        conn.commit()
+HOUR = 3600.0
+
+
+def _ids(path: Path, sql: str, *params: object) -> list[str]:
+    conn = turso.connect(str(path))
+    try:
+        return [str(r[0]) for r in conn.execute(sql, params).fetchall()]
     finally:
         conn.close()
-    assert [h.id for h in _both(client, "gannet-failure")] == [other.id]
+
+
+def test_rows_changed_hours_after_their_session_ended_are_found(populated) -> None:  # type: ignore[no-untyped-def]
+    """No time window: a tool's output, a session's error or a message changed long after the
+    session ended are indexed by the next search (the ``row_changes`` journal), and a search
+    with nothing changed adds nothing."""
+    data, client = populated
+    t0 = BASE_TIME + 3 * 86400
+    lg = cpl.ConversationLogger(client)
+    lg.start_session(cpl.SessionInfo(id="old-1", agent_type="review", model="m", started_at=t0))
+    lg.log_message("user", "run the slow build")
+    tid = lg.log_tool_execution("Bash", "running", input={"command": "make"}, started_at=t0 + 60)
+    lg.end_session("completed", ended_at=t0 + 600)  # closes the tool as an error meanwhile
+    assert client.flush(10)
+    assert _both(client, "slow build")[0].id == "old-1"  # indexed, the session finished
+    before = search_index_state(None, client).documents
+    assert [h.id for h in _both(client, "slow build")] == ["old-1"]
+    assert search_index_state(None, client).documents == before  # nothing re-read
+    # hours later: the tool's output arrives, the session gets an error (another process), a
+    # message of a session of the populated database, days old, is rewritten
+    lg.finish_tool_execution(tid, "completed", output="Ibex-Output at last", ended_at=t0 + 5 * HOUR)
+    late = cpl.ConversationLogger(client)
+    late.start_session(cpl.SessionInfo(id="old-1", agent_type="review", model="m"))
+    late.update_session(status="error", error_message="Late-Walrus failure")
+    other = data.sessions[0]
+    sql = "SELECT id FROM messages WHERE session_id = ? ORDER BY sequence LIMIT 1"
+    late.update_message(_ids(data.path, sql, other.id)[0], content="edited later: Narwhal-Text")
+    assert client.flush(10)
+    for q, sid in (("ibex-output", "old-1"), ("late-walrus", "old-1"), ("narwhal-text", other.id)):
+        assert [h.id for h in _both(client, q)] == [sid], q
+    assert search_index_state(None, client).documents == before + 3
+    assert search_index_state(None, client).lag_rows == 0
+
+
+def test_an_index_catching_up_finds_changed_rows_it_has_not_read_again(
+    populated, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """While journal entries wait (the refresh budget spent), the rows they name are matched
+    from the tables: the answer is still exact."""
+    data, client = populated
+    _both(client, _present(data.sessions))  # built
+    target = data.sessions[1]
+    lg = cpl.ConversationLogger(client)
+    for s in data.sessions[2:40]:  # journal entries for other rows first: the target's come last
+        lg.start_session(cpl.SessionInfo(id=s.id, agent_type=s.agent_type, model=s.model))
+        lg.update_session(num_turns=99)
+    assert client.flush(10)
+    sql = "SELECT id FROM tool_executions WHERE session_id = ?"
+    for tid in _ids(data.path, sql, target.id):
+        lg.finish_tool_execution(tid, "completed", output="Okapi-Late-Output")
+    assert client.flush(10)
+    monkeypatch.setattr(search_module, "REFRESH_BUDGET_S", 0.0)
+    monkeypatch.setattr("claude_parallel_logging.query.search_index.CHUNK", 1)
+    with reading(client) as main:
+        assert search_index_state(main, client).lag_rows > 1  # the journal's entries
+    hits = search_sessions("okapi-late", client=client)
+    assert [h.id for h in hits] == [target.id] and hits[0].where == "tool.output"
+    with reading(client) as main:  # not all read again by that search
+        assert search_index_state(main, client).lag_rows > 0

@@ -7,9 +7,14 @@ import pytest
 import turso
 
 import claude_parallel_logging as cpl
+from claude_parallel_logging.query import search_index_state, usage_rollups_state
+from claude_parallel_logging.query.derived import Unjournaled
+from claude_parallel_logging.query.rollups import Figures, rollups_path
+from claude_parallel_logging.query.search_index import SearchIndex, index_path
 from claude_parallel_logging.schema.migrations import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    AddColumn,
     current_version,
     migrate,
 )
@@ -71,7 +76,7 @@ def test_migrate_from_empty_creates_the_contract(db_path: Path) -> None:
         "idx_sessions_agent_type", "idx_sessions_status", "idx_tool_executions_tool_use_id",
     } <= indexes  # fmt: skip
     assert query(db_path, "SELECT version FROM schema_version ORDER BY version") == [
-        (v,) for v in range(1, SCHEMA_VERSION + 1)
+        (m.version,) for m in MIGRATIONS
     ]
     # defaults of the original plan
     query_conn = turso.connect(str(db_path), isolation_level=None)
@@ -87,7 +92,7 @@ def test_migrate_twice_is_a_no_op(db_path: Path) -> None:
     assert migrate(conn) == SCHEMA_VERSION
     assert current_version(conn) == SCHEMA_VERSION
     conn.close()
-    assert query(db_path, "SELECT COUNT(*) FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert query(db_path, "SELECT COUNT(*) FROM schema_version") == [(len(MIGRATIONS),)]
 
 
 def test_upgrade_version_1_database_in_place(db_path: Path) -> None:
@@ -141,5 +146,65 @@ def test_concurrent_initialisation_from_several_processes(db_path: Path) -> None
         p.join(60)
         assert p.exitcode == 0
     assert query(db_path, "SELECT version FROM schema_version ORDER BY version") == [
-        (v,) for v in range(1, SCHEMA_VERSION + 1)
+        (m.version,) for m in MIGRATIONS
     ]
+
+
+def write_v5_database(path: Path) -> None:
+    """A database as version 5 left it (no ``row_changes`` journal), with a session whose tool
+    is still running."""
+    conn = turso.connect(str(path), isolation_level=None)
+    for migration in MIGRATIONS:
+        if migration.version > 5:
+            break
+        for step in migration.steps:
+            if isinstance(step, AddColumn):
+                conn.execute(f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.decl}")
+            else:
+                conn.execute(step)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (migration.version,))
+    conn.execute(
+        "INSERT INTO sessions (id, agent_type, model, status, started_at, ended_at)"
+        " VALUES ('v5', 'planning', 'm5', 'completed', '2026-09-22T10:00:00.000Z',"
+        " '2026-09-22T10:10:00.000Z')"
+    )
+    conn.execute(
+        "INSERT INTO messages (id, session_id, sequence, role, content, created_at)"
+        " VALUES ('v5-m', 'v5', 1, 'user', 'an old Pangolin-Prompt', '2026-09-22T10:00:00.000Z')"
+    )
+    conn.execute(
+        "INSERT INTO tool_executions (id, session_id, tool_name, status, input, started_at)"
+        " VALUES ('v5-t', 'v5', 'Bash', 'running', '{\"command\": \"make\"}',"
+        " '2026-09-22T10:01:00.000Z')"
+    )
+    conn.close()
+
+
+def test_upgrade_version_5_database_in_place_with_its_derived_indexes(db_path: Path) -> None:
+    write_v5_database(db_path)
+    conn = turso.connect(str(db_path), isolation_level=None)
+    try:  # without the journal, the derived indexes cannot see updates: they are not used
+        for derived in (SearchIndex(index_path("v5-probe")), Figures(rollups_path("v5-probe"))):
+            with pytest.raises(Unjournaled):
+                derived.refresh(conn)
+            derived.close()
+    finally:
+        conn.close()
+    cpl.configure(database_url=str(db_path), flush_interval=0.05)
+    assert [h.id for h in cpl.search_sessions("pangolin-prompt")] == ["v5"]  # the read upgrades
+    assert query(db_path, "SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert query(db_path, "SELECT COUNT(*) FROM row_changes") == [(0,)]
+    assert cpl.usage_summary("model") == cpl.usage_summary("model", use_index=False)
+    # the tool's result arrives long after (written by the logger, as a late reconcile would)
+    logger = cpl.ConversationLogger()
+    logger.start_session(cpl.SessionInfo(id="v5", agent_type="planning", model="m5"))
+    logger.finish_tool_execution("v5-t", "completed", output="Tapir-Result", duration_ms=900)
+    assert cpl.flush(5)
+    assert query(db_path, "SELECT tbl, row_id FROM row_changes") == [(2, "v5-t")]
+    hits = cpl.search_sessions("tapir-result")
+    assert [(h.id, h.where) for h in hits] == [("v5", "tool.output")]
+    assert hits == cpl.search_sessions("tapir-result", use_index=False)
+    (row,) = cpl.usage_summary("model")
+    assert row.p50_tool_ms == 900.0 and row.tool_errors == 0
+    assert [row] == cpl.usage_summary("model", use_index=False)
+    assert search_index_state(None).documents >= 3 and usage_rollups_state().built

@@ -18,20 +18,18 @@ from ...errors import DatabaseUnavailable
 from ...query import needs_snapshot, search_index_state, snapshot, usage_rollups_state
 from ...query.access import database_label, one_line
 from ..base import EXIT_ERROR, EXIT_OK, option
-from ..database import (
+from ..database import TursoClient, mask_secret, resolve_client
+from ..format import fmt_time
+from ..output import Output
+from ..replicas import (
     SCHEMA_VERSION,
-    TursoClient,
     current_version,
-    mask_secret,
     open_unmigrated,
     other_replicas,
     probe_replica,
     replica_dir,
-    resolve_client,
     shared_read_replicas,
 )
-from ..format import fmt_time
-from ..output import Output
 
 Check = Callable[[str, str, str], None]  # check(name, status, detail)
 
@@ -175,10 +173,14 @@ def _doctor_cloud(client: TursoClient, check: Check) -> None:
     directory = replica_dir(client) or ""
     check("replica dir", "ok", directory)
     started = time.perf_counter()
+    store = client.reader()
     try:
-        with client.reader().read() as conn:
+        with store.read(allow_remote=True) as conn:
             took = (time.perf_counter() - started) * 1000
-            check("connectivity", "ok", f"pulled from the remote in {took:.0f} ms")
+            remote = bool(getattr(store, "last_read_remote", False))
+            how = "asked the remote" if remote else "pulled from the remote"
+            check("connectivity", "ok", f"{how} in {took:.0f} ms")
+            check("reads", "info", store.describe_reads())
             schema_version = current_version(conn)
             _schema_check(schema_version, check)
             if schema_version:

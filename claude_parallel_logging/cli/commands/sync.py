@@ -1,4 +1,4 @@
-"""push what is pending to the remote"""
+"""push what is pending to the remote and bring the local read replica up to date"""
 
 # Writes what this process has queued and, in cloud mode, pushes the replicas of processes that
 # exited, with progress on stderr (results stay alone on stdout).
@@ -16,16 +16,10 @@ from typing import Any
 
 from ...query.access import database_label, one_line
 from ..base import EXIT_ERROR, EXIT_OK, CliError
-from ..database import (
-    TursoClient,
-    other_replicas,
-    probe_replica,
-    push_stale_replicas,
-    replica_dir,
-    resolve_client,
-)
+from ..database import TursoClient, resolve_client
 from ..options import seconds_value
 from ..output import Output
+from ..replicas import other_replicas, probe_replica, push_stale_replicas, replica_dir
 
 _POLL = 0.05
 
@@ -46,13 +40,21 @@ def handle(args: argparse.Namespace, out: Output) -> int:
         }
         ok = flushed
         if client.config.is_remote:
+            store = client.reader()
             try:
-                with client.reader().read():
-                    pass  # a pull: proves the remote is reachable before pushing
+                # A pull into a read replica: proves the remote is reachable before pushing,
+                # and keeps a replica on this machine, so that reads are local from now on
+                # (the first one downloads the whole database; later ones what changed).
+                with store.read():
+                    pass
             except Exception as exc:
                 raise CliError(
                     f"cannot reach {database_label(client.config)}: {one_line(exc)}"
                 ) from None
+            report["read_replica"] = {
+                "path": getattr(store, "last_read_path", None),
+                "pulled_bytes": getattr(store, "last_pull_bytes", None),
+            }
             left = max(0.1, deadline - time.monotonic())
             report["replicas"] = _push_stale(client, progress, left)
             ok = ok and report["replicas"]["failed"] == 0
@@ -66,6 +68,14 @@ def handle(args: argparse.Namespace, out: Output) -> int:
         f"this process: {stats.written:,} written, {stats.pending:,} pending,"
         f" {stats.pushes:,} pushes, {stats.push_failures:,} push failures"
     )
+    if "read_replica" in report:
+        read = report["read_replica"]
+        pulled = read["pulled_bytes"]
+        out.line(
+            f"read replica {read['path']} up to date"
+            + ("" if pulled is None else f" ({pulled:,} bytes pulled)")
+            + ": reads on this machine are local"
+        )
     if "replicas" in report:
         r = report["replicas"]
         out.line(

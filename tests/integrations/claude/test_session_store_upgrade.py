@@ -15,7 +15,13 @@ from claude_agent_sdk import fold_session_summary
 
 from claude_parallel_logging.integrations.claude.session_store import TursoSessionStore
 from claude_parallel_logging.query.sessions import StoredTranscript
-from claude_parallel_logging.schema.migrations import MIGRATIONS, AddColumn, current_version
+from claude_parallel_logging.schema.migrations import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    AddColumn,
+    current_version,
+    migrate,
+)
 from claude_parallel_logging.storage import transcripts as sql
 from tests.conftest import query
 
@@ -31,17 +37,23 @@ def entry(n: int, uuid: str | None = None, **extra: Any) -> dict[str, Any]:
     return e
 
 
-def write_v5_store(path: Path, transcripts: dict[tuple[str, str, str], list[Any]]) -> None:
-    """Schema version 5 and rows as the version-5 store wrote them: ids ``<store tag>-<seq>``,
-    ``seq`` from the clock in nanoseconds, the summary folded per main key."""
-    conn = turso.connect(str(path), isolation_level=None)
-    for migration in MIGRATIONS[:5]:
+def apply(conn: Any, versions: set[int]) -> None:
+    for migration in MIGRATIONS:
+        if migration.version not in versions:
+            continue
         for step in migration.steps:
             if isinstance(step, AddColumn):
                 conn.execute(f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.decl}")
             else:
                 conn.execute(step)
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (migration.version,))
+
+
+def write_v5_store(path: Path, transcripts: dict[tuple[str, str, str], list[Any]]) -> None:
+    """Schema version 5 and rows as the version-5 store wrote them: ids ``<store tag>-<seq>``,
+    ``seq`` from the clock in nanoseconds, the summary folded per main key."""
+    conn = turso.connect(str(path), isolation_level=None)
+    apply(conn, {1, 2, 3, 4, 5})
     seq, mtime = time.time_ns() // 1000 * 1000, 1_700_000_000_000
     for (project_key, session_id, subpath), entries in transcripts.items():
         for e in entries:
@@ -101,14 +113,16 @@ def test_a_version_5_store_upgrades_in_place_and_keeps_loading(tmp_path: Path) -
     expected = fold_session_summary(expected, KEY, [entry(5, "u5"), entry(6)])  # type: ignore[arg-type]
     assert summaries["sess"]["data"] == expected["data"]
     store.close()
-    assert query(db, "SELECT MAX(version) FROM schema_version") == [(6,)]
+    assert query(db, "SELECT version FROM schema_version") == [
+        (v,) for v in range(1, SCHEMA_VERSION + 1)
+    ]
     assert query(db, "SELECT COUNT(*) FROM transcript_entries") == [(7,)]  # left where it was
     assert query(db, f"SELECT COUNT(*) FROM {sql.ENTRIES}") == [(3,)]
 
     # The logs' link (``cpl show``) sees both tables.
     conn = turso.connect(str(db), isolation_level=None)
     try:
-        assert current_version(conn) == 6
+        assert current_version(conn) == SCHEMA_VERSION
         assert sql.transcripts_for(conn, ["sess", "other"]) == [
             StoredTranscript("proj", "sess", 6, (SUB["subpath"],)),
             StoredTranscript("proj", "other", 1),
@@ -143,3 +157,21 @@ def test_a_version_5_store_upgrades_in_place_and_keeps_loading(tmp_path: Path) -
     assert gone is None and gone_sub is None
     assert [s["session_id"] for s in left] == ["other"]
     assert query(db, "SELECT COUNT(*) FROM transcript_entries WHERE session_id = 'sess'") == [(0,)]
+
+
+def test_a_database_at_7_without_6_gets_6(tmp_path: Path) -> None:
+    """Migration 7 was released before 6: a database it left at 7 gets 6 too."""
+    db = tmp_path / "v7.db"
+    conn = turso.connect(str(db), isolation_level=None)
+    apply(conn, {1, 2, 3, 4, 5, 7})
+    assert migrate(conn) == 7
+    assert migrate(conn) == SCHEMA_VERSION  # nothing left to do
+    conn.close()
+    del conn
+    assert query(db, "SELECT version FROM schema_version ORDER BY version") == [
+        (v,) for v in range(1, SCHEMA_VERSION + 1)
+    ]
+    store = TursoSessionStore(database_url=str(db))
+    asyncio.run(store.append(KEY, [entry(1, "u1")]))  # type: ignore[arg-type]
+    assert asyncio.run(store.load(KEY)) == [entry(1, "u1")]  # type: ignore[arg-type]
+    store.close()
