@@ -1,7 +1,10 @@
 """The schema's history: the contract with the TypeScript version, extended only by numbered migrations.
 
 Migration 1 is the original plan's schema verbatim. Later migrations only add (columns by
-``ALTER TABLE``, indexes), so a database written by any older version upgrades in place.
+``ALTER TABLE``, indexes, tables), so a database written by any older version upgrades in place.
+They never drop: in cloud mode every fresh replica runs them all and its first push replays
+their DDL on the remote (``IF NOT EXISTS`` makes that a no-op), so a dropped index would be
+rebuilt over all the remote's rows and dropped again at every process start.
 """
 
 from __future__ import annotations
