@@ -1,7 +1,10 @@
 """The schema's history: the contract with the TypeScript version, extended only by numbered migrations.
 
 Migration 1 is the original plan's schema verbatim. Later migrations only add (columns by
-``ALTER TABLE``, indexes), so a database written by any older version upgrades in place.
+``ALTER TABLE``, indexes, tables), so a database written by any older version upgrades in place.
+They never drop: in cloud mode every fresh replica runs them all and its first push replays
+their DDL on the remote (``IF NOT EXISTS`` makes that a no-op), so a dropped index would be
+rebuilt over all the remote's rows and dropped again at every process start.
 """
 
 from __future__ import annotations
@@ -170,6 +173,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        6,
+        "session store: transcript lines whose id is their identity (kept once across machines),"
+        " with one index",
+        (
+            # Replaces ``transcript_entries`` for new appends; that table keeps the rows written
+            # before (a cloud replica migrates empty, so the remote's rows cannot be moved: reads
+            # take both). No index or table is dropped: every fresh cloud replica replays every
+            # migration's DDL on the remote, so a dropped index would be rebuilt and dropped
+            # again over all rows at each process start. ``id`` (see ``transcripts.row_id``)
+            # is unique per key and ``uuid``: the idempotency constraint, which also turns the
+            # same entry pushed by two machines into one row (the push is an upsert on ``id``).
+            """CREATE TABLE IF NOT EXISTS transcript_lines (
+  id TEXT PRIMARY KEY,
+  project_key TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  subpath TEXT NOT NULL DEFAULT '',
+  seq INTEGER NOT NULL,
+  uuid TEXT,
+  entry TEXT NOT NULL,
+  mtime INTEGER NOT NULL
+)""",
+            "CREATE INDEX IF NOT EXISTS idx_transcript_lines_key"
+            " ON transcript_lines(project_key, session_id, subpath, seq)",
+        ),
+    ),
+    Migration(
         7,
         "row_changes: a journal of updated rows, so that the derived read indexes re-read them",
         (
@@ -200,6 +229,14 @@ def current_version(conn: Any) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def _applied(conn: Any) -> set[int]:
+    """The versions recorded. Migrations are applied by version, not above the highest: 7 was
+    released before 6 (a database at 7 may lack 6), and every step is idempotent."""
+    if current_version(conn) == 0:
+        return set()
+    return {int(r[0]) for r in conn.execute("SELECT version FROM schema_version").fetchall()}
+
+
 def _columns(conn: Any, table: str) -> set[str]:
     return {r[1] for r in conn.execute(f"PRAGMA table_info({table})").fetchall()}
 
@@ -217,8 +254,9 @@ def migrate(conn: Any) -> int:
             f"database schema version {found} is newer than this claude-parallel-logging "
             f"understands ({SCHEMA_VERSION}); upgrade the package. Nothing was written."
         )
+    done = _applied(conn)
     for migration in MIGRATIONS:
-        if migration.version <= found:
+        if migration.version in done:
             continue
         with transaction(conn):
             for step in migration.steps:

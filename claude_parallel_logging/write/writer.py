@@ -29,6 +29,7 @@ from .values import ValueConverter
 _DATA_ERRORS = ("IntegrityError", "ProgrammingError", "DataError", "InterfaceError")
 _MAX_BACKOFF = 5.0
 _MAX_PUSH_BACKOFF = 60.0
+_CALL_LINGER = 0.02  # seconds the connection is kept after a ``call`` (see ``_linger``)
 
 T = TypeVar("T")
 
@@ -129,6 +130,7 @@ class Writer:
         self._refused: SchemaVersionError | None = None
         self._dropped_before = 0  # ``dropped`` at the previous flush
         self._barriers_closed = False  # the writer thread has stopped reaching barriers
+        self._last_call_at: float | None = None  # when the last ``call`` ended (see _linger)
 
     # ----- caller side (hot path) -------------------------------------------------------------
 
@@ -263,6 +265,8 @@ class Writer:
                     self._wake.wait(self._interval)
                     self._wake.clear()
                     self._drain()
+                    if self._linger():
+                        continue  # more work came: the same connection writes it
                     self._release_store()  # idle now: other processes may have the file
                     self._maybe_push(force=False)
                     if self._stop.is_set():
@@ -323,6 +327,23 @@ class Writer:
             if self._gave_up():
                 return
 
+    def _linger(self) -> bool:
+        """After a ``call`` (the session store's ``append``), keep the connection up to
+        ``_CALL_LINGER`` seconds for the next one; True when work came meanwhile.
+
+        Appends come in bursts (the SDK's eager mode, a batch per message; a resume writing
+        back): a burst then opens the file and closes it (a checkpoint) once, not per call,
+        which halves a 500-entry append. Other processes wait at most that long more."""
+        since, self._last_call_at = self._last_call_at, None
+        if since is None or self._stop.is_set():
+            return False
+        if not self._queue and not self._wake.wait(
+            max(0.0, since + _CALL_LINGER - time.monotonic())
+        ):
+            return False
+        self._wake.set()  # the loop drains at once
+        return not self._stop.is_set()
+
     def _run_call(self, call: _Call) -> None:
         try:
             store = self._get_store()
@@ -331,6 +352,7 @@ class Writer:
             return
         with self._io_lock:
             call.run(store)
+        self._last_call_at = time.monotonic()
 
     def _gave_up(self) -> bool:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline

@@ -81,9 +81,10 @@ class TursoSessionStore:
         self.timeout = timeout
         self._seq_lock = threading.Lock()
         self._last_seq = 0
-        self._id_prefix = uuid.uuid4().hex[:16] + "-"
-        # Main keys whose summary this store folded: its writer replica holds the latest fold.
-        self._folded: set[tuple[str, str]] = set()
+        self._tag = uuid.uuid4().hex[:16] + "-"  # in the ids of entries without uuid
+        # Keys this store appended to (cloud mode): its writer replica holds their latest
+        # ``seq`` and, for a main key, the latest fold of the summary.
+        self._seen: set[_Key] = set()
 
     def __repr__(self) -> str:
         return f"TursoSessionStore({self.client.config!r})"
@@ -120,12 +121,17 @@ class TursoSessionStore:
     async def delete(self, key: SessionKey) -> None:
         """A main key takes its subagent transcripts and summary with it."""
         project_key, session_id, subpath = _key(key)
+        elsewhere: list[sql.RowRef] | None = None
+        if self._cloud:  # what other machines pushed, to be deleted as well (see delete_key)
+            elsewhere = await asyncio.to_thread(
+                self._read, lambda c: sql.rows_of(c, project_key, session_id, subpath or None), []
+            )
 
         def delete(conn: Any) -> None:
-            sql.delete_key(conn, project_key, session_id, subpath or None)
+            sql.delete_key(conn, project_key, session_id, subpath or None, elsewhere)
 
         await asyncio.to_thread(self._write, delete)
-        self._folded.discard((project_key, session_id))
+        self._seen = {k for k in self._seen if k[:2] != (project_key, session_id)}
 
     async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
         project_key, session_id, _ = _key(key)
@@ -152,26 +158,33 @@ class TursoSessionStore:
         project_key, session_id, subpath = key
         main = subpath == sql.MAIN
         remote_prev: dict[str, Any] | None = None
+        remote_seq = 0
         fold = main
-        if main and self._cloud and (project_key, session_id) not in self._folded:
-            # The writer's replica holds only what this process wrote: fold onto the summary
-            # other processes pushed (a session resumed here from another machine). If the
-            # remote cannot be read, the entries are still stored (then the push fails and
-            # raises) without a fold: a summary older than its session is one the SDK re-reads.
+        known = True  # what the remote holds under the key is known (or irrelevant)
+        if self._cloud and key not in self._seen:
+            # The writer's replica holds only what this process wrote. What other machines
+            # pushed under the key comes first: new entries get a ``seq`` after theirs (a
+            # session resumed here sorts after its history whatever the clocks say), and the
+            # summary is folded onto theirs. If the remote cannot be read, the entries are
+            # still stored (then the push fails and raises) without a fold: a summary older
+            # than its session is one the SDK re-reads.
+            nothing: tuple[dict[str, Any] | None, int] = (None, 0)
             try:
-                remote_prev = self._read(
-                    lambda c: sql.select_summary(c, project_key, session_id), None
+                remote_prev, remote_seq = self._read(
+                    lambda c: (
+                        sql.select_summary(c, project_key, session_id) if main else None,
+                        sql.max_seq(c, key),
+                    ),
+                    nothing,
                 )
             except Exception:
-                fold = False
+                fold = known = False
 
         def write(conn: Any) -> None:
             mtime = sql.now_ms()
             with self._seq_lock:
-                min_seq = max(self._last_seq + 1, time.time_ns() // 1000 * 1000)
-            new, last = sql.insert_entries(
-                conn, key, entries, texts, mtime, min_seq, self._id_prefix
-            )
+                min_seq = max(self._last_seq + 1, remote_seq + 1, time.time_ns() // 1000 * 1000)
+            new, last = sql.insert_entries(conn, key, entries, texts, mtime, min_seq, self._tag)
             with self._seq_lock:
                 self._last_seq = max(self._last_seq, last)
             if fold and new:
@@ -191,8 +204,8 @@ class TursoSessionStore:
                 sql.upsert_summary(conn, project_key, summary)
 
         self._write(write)
-        if fold:
-            self._folded.add((project_key, session_id))
+        if known:
+            self._seen.add(key)
 
     def _write(self, fn: Callable[[Any], None]) -> None:
         """``fn(conn)`` in one transaction on the writer thread; in cloud mode, then a push."""

@@ -8,16 +8,19 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import turso
 from claude_agent_sdk import SessionStore, fold_session_summary, get_session_messages_from_store
 from claude_agent_sdk.testing import run_session_store_conformance
 
 import claude_parallel_logging as cpl
 from claude_parallel_logging.integrations.claude.session_store import TursoSessionStore
+from claude_parallel_logging.storage import transcripts as sql
 from claude_parallel_logging.testing.anthropic import ScriptedAnthropicServer, text_turn
 from claude_parallel_logging.testing.tursodb import free_port
 from tests.conftest import REPO, SECRET_TOKEN, SyncServer
@@ -73,7 +76,7 @@ def test_conformance_cloud(
     try:
         asyncio.run(run_session_store_conformance(make))
         # What the last contract appended is on the server itself, not only in a replica.
-        rows = db_query_server(servers[-1], "SELECT COUNT(*) FROM transcript_entries")
+        rows = db_query_server(servers[-1], f"SELECT COUNT(*) FROM {sql.ENTRIES}")
         assert rows == [(1,)]
     finally:
         for s in stores:
@@ -123,12 +126,20 @@ def test_retried_append_stores_each_entry_once_and_keeps_uuidless_entries(
     for new in ([entry(1, "u1"), entry(2), entry(3, "u3")], [entry(2)], [entry(5)]):
         expected = fold_session_summary(expected, KEY, new)  # type: ignore[arg-type]
     assert [s["data"] for s in summaries] == [expected["data"]]
-    # The constraint is the database's, per key: a direct duplicate insert is refused.
+    # The constraint is the database's, per key (the primary key is the key and the uuid): a
+    # direct duplicate insert is refused, the same uuid under another key is not.
     store.close()
+    insert = (f"INSERT INTO {sql.ENTRIES} (id, project_key, session_id, subpath, seq, uuid,"
+              " entry, mtime) VALUES (?, ?, ?, '', 99, 'u1', '{}', 1)")  # fmt: skip
+    same = sql.row_id(sql.key_prefix(("proj", "sess", "")), "u1", "")
     with pytest.raises(Exception, match="UNIQUE"):
-        db_query(db, "INSERT INTO transcript_entries (id, project_key, session_id, subpath, seq,"
-                     " uuid, entry, mtime) VALUES ('x', 'proj', 'sess', '', 99, 'u1', '{}', 1)")  # fmt: skip
-    assert db_query(db, "SELECT COUNT(*) FROM transcript_entries WHERE uuid = 'u1'") == [(1,)]
+        db_query(db, insert, (same, "proj", "sess"))
+    other = sql.row_id(sql.key_prefix(("proj", "other", "")), "u1", "")
+    conn = turso.connect(str(db), isolation_level=None)
+    conn.execute(insert, (other, "proj", "other"))
+    conn.close()
+    del conn
+    assert db_query(db, f"SELECT COUNT(*) FROM {sql.ENTRIES} WHERE uuid = 'u1'") == [(2,)]
 
 
 def test_big_and_odd_entries_round_trip_exactly(
@@ -168,7 +179,7 @@ def test_delete_cascades_and_summaries_ignore_subagents(
 
     asyncio.run(run())
     store.close()
-    assert db_query(db, "SELECT COUNT(*) FROM transcript_entries") == [(0,)]
+    assert db_query(db, f"SELECT COUNT(*) FROM {sql.ENTRIES}") == [(0,)]
     assert db_query(db, "SELECT COUNT(*) FROM transcript_summaries") == [(0,)]
 
 
@@ -200,11 +211,118 @@ def test_concurrent_appends_from_two_processes_both_land(
     for p in procs:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err.decode()[-2000:]
-    sql = "SELECT session_id, COUNT(*), COUNT(DISTINCT uuid) FROM transcript_entries GROUP BY 1"
-    rows = (
-        db_query(tmp_path / "s.db", sql) if mode == "local" else db_query_server(sync_server, sql)
-    )
+    q = f"SELECT session_id, COUNT(*), COUNT(DISTINCT uuid) FROM {sql.ENTRIES} GROUP BY 1"
+    rows = db_query(tmp_path / "s.db", q) if mode == "local" else db_query_server(sync_server, q)
     assert sorted(rows) == [("a", 500, 500), ("b", 500, 500)]
+
+
+def test_the_same_uuid_appended_on_two_machines_lands_once(
+    cloud: SyncServer, stores: list[TursoSessionStore]
+) -> None:
+    """Two machines (two clients, two replicas, one remote) append the same entry: the SDK
+    retried an append that timed out, or two processes resumed the same session. The second
+    replica does not have the first one's row, so both insert it and both push it."""
+    a = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    b = TursoSessionStore()  # the logger's client: its replica carries log rows too
+    third = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    stores.extend([a, third])
+    sub = {**KEY, "subpath": "subagents/agent-s1"}
+    dup, sub_dup = entry(2, "dup"), entry(1, "sub-dup")
+
+    async def run() -> tuple[Any, Any]:
+        await a.append(KEY, [entry(1, "a1"), dup])  # type: ignore[arg-type]
+        await a.append(sub, [sub_dup])  # type: ignore[arg-type]
+        log_session_rows("logged-on-b")
+        await b.append(KEY, [dup, entry(3, "b3")])  # type: ignore[arg-type]  # pushes cleanly
+        await b.append(sub, [sub_dup, entry(2)])  # type: ignore[arg-type]
+        await a.append(KEY, [entry(4, "a4")])  # type: ignore[arg-type]
+        await b.append(KEY, [entry(5, "b5"), entry(6)])  # type: ignore[arg-type]
+        return await third.load(KEY), await third.load(sub)  # type: ignore[arg-type]
+
+    loaded, loaded_sub = asyncio.run(run())
+    assert [e["n"] for e in loaded] == [1, 2, 3, 4, 5, 6]
+    assert loaded[1] == dup
+    assert [e["n"] for e in loaded_sub] == [1, 2]
+    assert cpl.flush(10)  # B's replica (log rows included) is fully pushed: nothing wedged
+    assert cpl.stats()["pending"] == 0
+    assert cloud.query("SELECT id, status FROM sessions") == [("logged-on-b", "completed")]
+    assert cloud.query("SELECT COUNT(*) FROM messages") == [(3,)]
+    rows = db_query_server(cloud, f"SELECT uuid, COUNT(*) FROM {sql.ENTRIES} GROUP BY uuid")
+    assert sorted(r for r in rows if r[0] is not None) == [
+        ("a1", 1),
+        ("a4", 1),
+        ("b3", 1),
+        ("b5", 1),
+        ("dup", 1),
+        ("sub-dup", 1),
+    ]
+
+
+def test_a_session_resumed_where_the_clock_is_behind_sorts_after_its_history(
+    cloud: SyncServer, stores: list[TursoSessionStore]
+) -> None:
+    """``seq`` comes from the appending machine's clock; one an hour behind the machine that
+    wrote the history still appends after it (the first append to a key reads the remote's
+    last ``seq``)."""
+    a = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    b = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    stores.extend([a, b])
+    a._last_seq = time.time_ns() + 3600 * 10**9  # A's clock is an hour ahead of B's
+    sub = {**KEY, "subpath": "subagents/agent-s1"}
+
+    async def run() -> tuple[Any, Any]:
+        await a.append(KEY, [entry(1, "a1"), entry(2)])  # type: ignore[arg-type]
+        await a.append(sub, [entry(1, "s1")])  # type: ignore[arg-type]
+        await b.append(KEY, [entry(3, "b3")])  # type: ignore[arg-type]
+        await b.append(KEY, [entry(4)])  # type: ignore[arg-type]
+        await b.append(sub, [entry(2, "s2")])  # type: ignore[arg-type]
+        return await b.load(KEY), await b.load(sub)  # type: ignore[arg-type]
+
+    loaded, loaded_sub = asyncio.run(run())
+    assert [e["n"] for e in loaded] == [1, 2, 3, 4]
+    assert [e["n"] for e in loaded_sub] == [1, 2]
+
+
+def test_delete_on_another_machine_deletes_what_the_first_pushed(
+    cloud: SyncServer, stores: list[TursoSessionStore]
+) -> None:
+    """B's replica holds none of A's rows; B's delete removes them from the remote all the
+    same, with the subagent transcripts and the summary."""
+    a = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    b = TursoSessionStore(database_url=cloud.url, auth_token=SECRET_TOKEN)
+    stores.extend([a, b])
+    sub = {**KEY, "subpath": "subagents/agent-s1"}
+    keep = {"project_key": "proj", "session_id": "kept"}
+
+    async def run() -> tuple[Any, ...]:
+        await a.append(KEY, [entry(1, "a1"), entry(2)])  # type: ignore[arg-type]
+        await a.append(sub, [entry(1, "s1")])  # type: ignore[arg-type]
+        await a.append(keep, [entry(1, "k1")])  # type: ignore[arg-type]
+        await b.append(KEY, [entry(3, "b3")])  # type: ignore[arg-type]
+        await b.delete(KEY)  # type: ignore[arg-type]
+        return (
+            await a.load(KEY),  # type: ignore[arg-type]
+            await a.load(sub),  # type: ignore[arg-type]
+            await a.list_sessions("proj"),
+            await a.list_session_summaries("proj"),
+        )
+
+    loaded, loaded_sub, sessions, summaries = asyncio.run(run())
+    assert loaded is None and loaded_sub is None
+    assert [s["session_id"] for s in sessions] == ["kept"]
+    assert [s["session_id"] for s in summaries] == ["kept"]
+    assert db_query_server(cloud, f"SELECT session_id, COUNT(*) FROM {sql.ENTRIES} GROUP BY 1") == [
+        ("kept", 1)
+    ]
+
+
+def log_session_rows(sid: str) -> None:
+    lg = cpl.ConversationLogger()
+    lg.start_session(cpl.SessionInfo(id=sid, agent_type="planning", model="m"))
+    for i in range(3):
+        lg.log_message("assistant", f"{sid}-{i}")
+    lg.end_session("completed")
+    assert cpl.flush(10)
 
 
 # ----- the real CLI: resume and fork on another "machine", unreachable remote ---------------
@@ -316,7 +434,7 @@ def test_unreachable_remote_surfaces_mirror_error_and_the_agent_finishes(tmp_pat
     # The entries stayed in the local replica, to be pushed later.
     replicas = list((tmp_path / "replicas").rglob("w-*.db"))
     assert replicas
-    rows = db_query(replicas[0], "SELECT COUNT(*) FROM transcript_entries")
+    rows = db_query(replicas[0], f"SELECT COUNT(*) FROM {sql.ENTRIES}")
     assert rows[0][0] > 0
 
 
