@@ -76,6 +76,9 @@ class Store:
     def release(self) -> None:
         """Let go of what other processes may be waiting for (local mode: the file lock)."""
 
+    def yield_to_push(self) -> None:
+        """Between two batches: give a push that is waiting for the replica its turn (cloud)."""
+
     def close(self, timeout: float | None = None) -> bool:
         """Release everything; True when nothing written is left behind (cloud: all pushed)."""
         return True

@@ -37,6 +37,7 @@ from .replicas import (
 )
 
 _BUSY_RETRY_CAP = 0.05  # the longest wait between two pushes of a busy replica
+_YIELD_WAIT = 0.25  # the longest a writer waits between two batches for a push that met it
 # What every read asks first (``schema.migrations.current_version``): sent with the size probe
 # of a remote read, so that it costs no round trip of its own.
 _SCHEMA_PROBE: tuple[tuple[str, tuple[()]], ...] = (
@@ -88,6 +89,8 @@ class CloudStore(Store):
         self.remote_requests = 0  # their round trips
         self.remote_size: int | None = None  # the remote's size when last asked (bytes)
         self._read_lock = threading.Lock()
+        self._push_idle = threading.Event()  # cleared while a push waits for the writer
+        self._push_idle.set()
         self._stale_done = False
         # Push thread state.
         self._push_lock = threading.Lock()
@@ -295,21 +298,32 @@ class CloudStore(Store):
         """
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.002
-        for _ in range(100_000):  # bounded by the deadline long before
-            try:
-                self._check_remote()
-                if self._push_conn is None:
-                    self._push_conn = self._open(self.path)
-                timed_push(self._push_conn, self.network_timeout)
-                return None
-            except Exception as exc:
-                self._drop_push_conn()  # a fresh one next time, whatever state this one is in
-                if not is_lock_error(exc) or time.monotonic() + delay >= deadline:
-                    self.last_error = exc
-                    return exc
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, _BUSY_RETRY_CAP)
-        return TimeoutError("the replica stayed busy")
+        try:
+            for _ in range(100_000):  # bounded by the deadline long before
+                try:
+                    self._check_remote()
+                    if self._push_conn is None:
+                        self._push_conn = self._open(self.path)
+                    timed_push(self._push_conn, self.network_timeout)
+                    return None
+                except Exception as exc:
+                    self._drop_push_conn()  # a fresh one next time, whatever state it is in
+                    if not is_lock_error(exc) or time.monotonic() + delay >= deadline:
+                        self.last_error = exc
+                        return exc
+                self._push_idle.clear()  # the writer waits for us between its batches
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, _BUSY_RETRY_CAP)
+            return TimeoutError("the replica stayed busy")
+        finally:
+            self._push_idle.set()
+
+    def yield_to_push(self) -> None:
+        """A writer with a backlog commits batch after batch, and a push retrying on a busy
+        replica keeps missing the gaps: the remote would get nothing until the backlog is
+        gone. So between batches the writer waits (a little) for a push that met it."""
+        if not self._push_idle.is_set():
+            self._push_idle.wait(_YIELD_WAIT)
 
     def _drop_push_conn(self) -> None:
         conn, self._push_conn = self._push_conn, None

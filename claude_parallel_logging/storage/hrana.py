@@ -195,13 +195,7 @@ class RemoteConnection:
                 self._send({"baton": self._baton, "requests": [{"type": "close"}]})
             except DatabaseUnavailable:
                 pass
-        self._baton = None
-        if self._http is not None:
-            try:
-                self._http.close()
-            except OSError:
-                pass
-            self._http = None
+        self._drop()
 
     def __enter__(self) -> RemoteConnection:
         return self

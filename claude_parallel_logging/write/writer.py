@@ -316,6 +316,8 @@ class Writer:
             # Not only when idle: under a sustained stream the queue never empties, and the
             # remote would get nothing until it did (a cheap check between two batches).
             self._maybe_push(force=False)
+            if self._store is not None:
+                self._store.yield_to_push()
             if call is not None:
                 self._run_call(call)
             if barriers:

@@ -194,7 +194,7 @@ def test_writes_and_pushes_interleave_without_loss(cloud: SyncServer) -> None:
     pushes_while_writing = cpl.stats()["pushes"]
     assert cpl.flush(20)
     st = cpl.stats()
-    assert pushes_while_writing >= 2, st
+    assert pushes_while_writing >= 2, repr(st)
     assert st["push_failures"] == 0 and st["last_error"] is None
     total = chunks * 100
     assert cloud.query("SELECT COUNT(*), COUNT(DISTINCT content) FROM messages") == [(total, total)]

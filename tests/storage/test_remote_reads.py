@@ -34,6 +34,7 @@ from claude_parallel_logging.storage.hrana import RemoteConnection
 
 from ..conftest import REPO, SECRET_TOKEN, SyncServer
 from ..populate import populate
+from .test_cloud_reads import WRITER  # the same writer process as the replica reads test
 
 FOREVER = 10**15  # a threshold no test database reaches: reads pull a replica, as before
 
@@ -152,9 +153,9 @@ def test_values_round_trip(cloud: SyncServer) -> None:
         for value in (-2.25e-300, 1 / 3, -109225.61189039715, 9.734382274129787e-60):
             (back,) = conn.execute("SELECT ?", (value,)).fetchone() or (None,)
             assert isinstance(back, float) and abs(back - value) <= 2 * math.ulp(value), value
-        assert conn.execute("SELECT typeof(?), typeof(?), typeof(?)", (1, 1.0, b"x")).fetchall() == [
-            ("integer", "real", "blob")
-        ]
+        assert conn.execute(
+            "SELECT typeof(?), typeof(?), typeof(?)", (1, 1.0, b"x")
+        ).fetchall() == [("integer", "real", "blob")]
         # fetchmany pages; several statements in one round trip.
         cur = conn.execute(" UNION ALL ".join(f"SELECT {i}" for i in range(1, 11)))
         assert cur.fetchmany(4) == [(1,), (2,), (3,), (4,)]
@@ -240,7 +241,9 @@ def test_a_refused_connection_is_one_clear_error(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     conn = RemoteConnection(cpl.TursoConfig(f"http://127.0.0.1:{port}", SECRET_TOKEN), 2)
-    with pytest.raises(cpl.DatabaseUnavailable, match=r"cannot reach http://127\.0\.0\.1") as caught:
+    with pytest.raises(
+        cpl.DatabaseUnavailable, match=r"cannot reach http://127\.0\.0\.1"
+    ) as caught:
         conn.execute("SELECT 1")
     assert SECRET_TOKEN not in str(caught.value)
 
@@ -292,20 +295,6 @@ client = cpl.TursoClient(config, settings)
 counts = [len(cpl.list_sessions(limit=10000, client=client)) for _ in range(rounds)]
 assert client.reader().remote_reads == rounds
 print(json.dumps(counts), flush=True)
-"""
-
-WRITER = """
-import sys
-import claude_parallel_logging as cpl
-url, token, name, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-cpl.configure(database_url=url, auth_token=token, flush_interval=0.02, push_interval=0.2)
-for i in range(count):
-    lg = cpl.ConversationLogger()
-    lg.start_session(cpl.SessionInfo(id=f"{name}-{i:03d}", agent_type="w", model="m"))
-    lg.log_message("user", "hello " * 200)
-    lg.end_session("completed")
-    assert cpl.flush(30)
-print("done", flush=True)
 """
 
 
