@@ -14,11 +14,11 @@ from claude_parallel_logging.query.search_index import SearchIndex, index_path
 from claude_parallel_logging.schema.migrations import (
     MIGRATIONS,
     SCHEMA_VERSION,
-    AddColumn,
     current_version,
     migrate,
 )
 from tests.conftest import query
+from tests.schema.old_versions import apply_migrations
 
 V1_SESSIONS = [
     "id", "agent_type", "model", "provider", "started_at", "ended_at", "status",
@@ -154,15 +154,7 @@ def write_v5_database(path: Path) -> None:
     """A database as version 5 left it (no ``row_changes`` journal), with a session whose tool
     is still running."""
     conn = turso.connect(str(path), isolation_level=None)
-    for migration in MIGRATIONS:
-        if migration.version > 5:
-            break
-        for step in migration.steps:
-            if isinstance(step, AddColumn):
-                conn.execute(f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.decl}")
-            else:
-                conn.execute(step)
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (migration.version,))
+    apply_migrations(conn, {1, 2, 3, 4, 5})
     conn.execute(
         "INSERT INTO sessions (id, agent_type, model, status, started_at, ended_at)"
         " VALUES ('v5', 'planning', 'm5', 'completed', '2026-09-22T10:00:00.000Z',"

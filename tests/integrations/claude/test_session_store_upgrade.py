@@ -16,14 +16,13 @@ from claude_agent_sdk import fold_session_summary
 from claude_parallel_logging.integrations.claude.session_store import TursoSessionStore
 from claude_parallel_logging.query.sessions import StoredTranscript
 from claude_parallel_logging.schema.migrations import (
-    MIGRATIONS,
     SCHEMA_VERSION,
-    AddColumn,
     current_version,
     migrate,
 )
 from claude_parallel_logging.storage import transcripts as sql
 from tests.conftest import query
+from tests.schema.old_versions import apply_migrations
 
 KEY = {"project_key": "proj", "session_id": "sess"}
 SUB = {**KEY, "subpath": "subagents/agent-a1"}
@@ -37,23 +36,11 @@ def entry(n: int, uuid: str | None = None, **extra: Any) -> dict[str, Any]:
     return e
 
 
-def apply(conn: Any, versions: set[int]) -> None:
-    for migration in MIGRATIONS:
-        if migration.version not in versions:
-            continue
-        for step in migration.steps:
-            if isinstance(step, AddColumn):
-                conn.execute(f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.decl}")
-            else:
-                conn.execute(step)
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (migration.version,))
-
-
 def write_v5_store(path: Path, transcripts: dict[tuple[str, str, str], list[Any]]) -> None:
     """Schema version 5 and rows as the version-5 store wrote them: ids ``<store tag>-<seq>``,
     ``seq`` from the clock in nanoseconds, the summary folded per main key."""
     conn = turso.connect(str(path), isolation_level=None)
-    apply(conn, {1, 2, 3, 4, 5})
+    apply_migrations(conn, {1, 2, 3, 4, 5})
     seq, mtime = time.time_ns() // 1000 * 1000, 1_700_000_000_000
     for (project_key, session_id, subpath), entries in transcripts.items():
         for e in entries:
@@ -163,7 +150,7 @@ def test_a_database_at_7_without_6_gets_6(tmp_path: Path) -> None:
     """Migration 7 was released before 6: a database it left at 7 gets 6 too."""
     db = tmp_path / "v7.db"
     conn = turso.connect(str(db), isolation_level=None)
-    apply(conn, {1, 2, 3, 4, 5, 7})
+    apply_migrations(conn, {1, 2, 3, 4, 5, 7})
     assert migrate(conn) == 7
     assert migrate(conn) == SCHEMA_VERSION  # nothing left to do
     conn.close()
